@@ -1,0 +1,29 @@
+"""Training: a callback-driven trainer, optimizer groups, schedules and checkpoints."""
+
+from str_core.train.callbacks import Callback, EpochMetrics, LayerSnapshot
+from str_core.train.checkpoint import load_checkpoint, load_dense_weights, save_checkpoint
+from str_core.train.evaluate import evaluate
+from str_core.train.optim import build_optimizer, build_scheduler, lr_factor, param_groups
+from str_core.train.setup import RunSetup, build_run, seed_everything
+from str_core.train.trainer import Trainer, TrainingDivergedError, TrainResult, epoch_seed
+
+__all__ = [
+    "Callback",
+    "EpochMetrics",
+    "LayerSnapshot",
+    "RunSetup",
+    "TrainResult",
+    "Trainer",
+    "TrainingDivergedError",
+    "build_optimizer",
+    "build_run",
+    "build_scheduler",
+    "epoch_seed",
+    "evaluate",
+    "load_checkpoint",
+    "load_dense_weights",
+    "lr_factor",
+    "param_groups",
+    "save_checkpoint",
+    "seed_everything",
+]

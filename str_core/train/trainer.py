@@ -1,0 +1,237 @@
+"""A small classification trainer for dense and STR models.
+
+The trainer knows nothing about the model beyond "it maps inputs to logits", nor about Ray or
+MLflow: it reports through :class:`~str_core.train.callbacks.Callback` events. Each epoch it
+evaluates, measures sparsity and FLOPs (``str_core.metrics``), writes a checkpoint, then emits
+``on_epoch_end``.
+
+Determinism: every epoch reseeds torch's RNG and the loader's shuffling from ``(seed, epoch)``, so
+an epoch's result depends only on the state at its start. A run resumed from the checkpoint of
+epoch k therefore ends with the same weights as an uninterrupted run (on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from str_core.config import TrainConfig, to_dict
+from str_core.data import DatasetSplits
+from str_core.metrics import Accounting, account
+from str_core.train.callbacks import Callback, EpochMetrics, LayerSnapshot
+from str_core.train.checkpoint import load_checkpoint, save_checkpoint
+from str_core.train.evaluate import evaluate
+from str_core.train.optim import build_optimizer, build_scheduler, group_sizes, param_groups
+
+LAST_CHECKPOINT = "last.pt"
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of :meth:`Trainer.fit`."""
+
+    history: list[EpochMetrics]
+    accounting: Accounting
+    checkpoint: Path | None
+
+    @property
+    def final(self) -> EpochMetrics:
+        """Metrics of the last epoch."""
+        return self.history[-1]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The RNG seed of a (run seed, 0-based epoch) pair."""
+    return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
+
+
+class Trainer:
+    """Trains ``model`` on ``data`` with ``cfg``.
+
+    Args:
+        model: a classifier mapping a batch of ``data.input_shape`` inputs to logits.
+        cfg: the training recipe.
+        data: train/validation/test datasets.
+        callbacks: receivers of the training events, called in order.
+        checkpoint_dir: where ``last.pt`` is written after every epoch (``None``: no checkpoints).
+        num_workers: data-loader worker processes.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: TrainConfig,
+        data: DatasetSplits,
+        *,
+        callbacks: list[Callback] | tuple[Callback, ...] = (),
+        checkpoint_dir: str | Path | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.device = torch.device(cfg.device)
+        self.model = model.to(self.device)
+        self.callbacks = list(callbacks)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.num_workers = num_workers
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)  # type: ignore[arg-type]
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.history: list[EpochMetrics] = []
+        self.epoch = 0  # number of finished epochs
+        self.top5 = data.num_classes > 5
+        self.stop_requested = False
+
+    # ----------------------------------------------------------------------------- public API
+    @property
+    def group_sizes(self) -> dict[str, int]:
+        """Parameter count of each optimizer group (``weights``/``thresholds``/``other``)."""
+        return group_sizes(param_groups(self.model, self.cfg))
+
+    def request_stop(self) -> None:
+        """Ask the trainer to stop after the current epoch (callbacks use this)."""
+        self.stop_requested = True
+
+    def fit(self, *, resume: bool = False) -> TrainResult:
+        """Train for ``cfg.epochs`` epochs.
+
+        Args:
+            resume: continue from ``checkpoint_dir/last.pt`` when it exists.
+
+        Returns:
+            The history, the final per-layer accounting and the checkpoint path.
+
+        Raises:
+            TrainingDivergedError: if the loss becomes NaN or infinite.
+        """
+        if resume and self.checkpoint_dir and (self.checkpoint_dir / LAST_CHECKPOINT).exists():
+            self.load_state(load_checkpoint(self.checkpoint_dir / LAST_CHECKPOINT))
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        while self.epoch < self.cfg.epochs and not self.stop_requested:
+            metrics = self._run_epoch()
+            self.history.append(metrics)
+            self.epoch += 1
+            self.save()
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, metrics)
+        for cb in self.callbacks:
+            cb.on_train_end(self, self.history)
+        return TrainResult(
+            history=list(self.history),
+            accounting=self.measure(),
+            checkpoint=self.checkpoint_path if self.checkpoint_dir else None,
+        )
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """Path of the latest checkpoint file (``None`` without a checkpoint directory)."""
+        return self.checkpoint_dir / LAST_CHECKPOINT if self.checkpoint_dir else None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly."""
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "history": [m.to_dict() for m in self.history],
+            "train_config": to_dict(self.cfg),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (model built the same way beforehand)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.history = [EpochMetrics.from_dict(h) for h in state["history"]]
+
+    def save(self) -> Path | None:
+        """Write ``last.pt`` (no-op without a checkpoint directory)."""
+        if self.checkpoint_path is None:
+            return None
+        return save_checkpoint(self.checkpoint_path, self.state_dict())
+
+    def measure(self) -> Accounting:
+        """Per-layer sparsity, thresholds and FLOPs of the model as it is now."""
+        return account(self.model, self.data.input_shape)
+
+    # ----------------------------------------------------------------------------- internals
+    def _loader(self, dataset: Dataset[Any], *, shuffle: bool, epoch: int) -> DataLoader[Any]:
+        gen = torch.Generator().manual_seed(epoch_seed(self.cfg.seed, epoch))
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            shuffle=shuffle,
+            generator=gen,
+            num_workers=self.num_workers,
+            drop_last=False,
+        )
+
+    def _run_epoch(self) -> EpochMetrics:
+        started = time.perf_counter()
+        torch.manual_seed(epoch_seed(self.cfg.seed, self.epoch))
+        self.model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for step, (x, y) in enumerate(
+            self._loader(self.data.train, shuffle=True, epoch=self.epoch), 1
+        ):
+            x, y = x.to(self.device), y.to(self.device)
+            logits = self.model(x)  # (N, classes)
+            loss = self.loss_fn(logits, y)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainingDivergedError(
+                    f"loss is {value} at epoch {self.epoch + 1}, step {step}"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            loss_sum += value * y.numel()
+            correct += int((logits.detach().argmax(dim=1) == y).sum())
+            seen += y.numel()
+            for cb in self.callbacks:
+                cb.on_step_end(self, step, value)
+
+        scalars: dict[str, float] = {
+            "train_loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "lr": float(self.scheduler.get_last_lr()[0]),
+        }
+        for split, dataset in (("val", self.data.val), ("test", self.data.test)):
+            if dataset is None:
+                continue
+            result = evaluate(self.model, self._eval_batches(dataset), self.device, self.top5)
+            scalars.update({f"{split}_{k}": v for k, v in result.items()})
+        acc = self.measure()
+        scalars.update(
+            {
+                "sparsity": acc.sparsity,
+                "nonzero": float(acc.total_nonzero),
+                "params": float(acc.total_params),
+                "flops": float(acc.sparse_flops),
+                "dense_flops": float(acc.dense_flops),
+                "epoch_seconds": time.perf_counter() - started,
+            }
+        )
+        layers = {
+            r.name: LayerSnapshot(r.sparsity, r.threshold, r.nonzero, r.params) for r in acc.rows
+        }
+        return EpochMetrics(epoch=self.epoch + 1, scalars=scalars, layers=layers)
+
+    def _eval_batches(self, dataset: Dataset[Any]) -> DataLoader[tuple[Tensor, Tensor]]:
+        return self._loader(dataset, shuffle=False, epoch=0)
