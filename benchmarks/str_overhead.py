@@ -57,6 +57,9 @@ STR_CONFIG = STRConfig(s_init=-5.0)
 GOALS: dict[str, tuple[float, float]] = {"resnet18_cifar": (1.05, 1.05), "resnet50": (1.05, 1.10)}
 """Per model: the largest acceptable (step time, peak memory) ratio of STR to dense."""
 
+MMAP_THRESHOLD = 128 * 1024
+"""glibc mmap threshold of the memory workers (bytes); see :func:`measure_memory_in_subprocess`."""
+
 _WORKER_PREFIX = "STR_OVERHEAD_MEMORY "
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -246,21 +249,36 @@ def measure_memory(
 
 
 def measure_memory_in_subprocess(
-    config: BenchConfig, variant: Variant, device: str = "cpu"
+    config: BenchConfig,
+    variant: Variant,
+    device: str = "cpu",
+    *,
+    mmap_threshold: int | None = MMAP_THRESHOLD,
 ) -> PeakMemory:
     """Run :func:`measure_memory` for one config and variant in a fresh Python process.
+
+    Args:
+        config: network, batch and step counts.
+        variant: which variant to build.
+        device: ``"cpu"`` or a CUDA device.
+        mmap_threshold: sets glibc's ``MALLOC_MMAP_THRESHOLD_`` in the subprocess, so blocks of
+            at least this many bytes are mapped and unmapped one by one and freed tensors leave
+            the RSS at once; ``None`` keeps glibc's default (freed memory may stay resident, so
+            the RSS before a step already holds the previous step's peak).
+
+    Returns:
+        The peak memory of the measured steps.
 
     Raises:
         RuntimeError: if the subprocess fails or prints no result.
     """
     request = {"config": dataclasses.asdict(config), "variant": variant, "device": device}
     cmd = [sys.executable, "-m", "benchmarks.str_overhead", "--memory-worker", json.dumps(request)]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])
-        ),
-    }
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    if mmap_threshold is not None:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=_REPO_ROOT, env=env)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(_WORKER_PREFIX):
@@ -349,6 +367,7 @@ def run_config(
     device: str = "cpu",
     *,
     memory: bool = True,
+    mmap_threshold: int | None = MMAP_THRESHOLD,
     builder: ModelBuilder | None = None,
 ) -> list[VariantResult]:
     """Benchmark the three variants of one config on one device.
@@ -357,6 +376,8 @@ def run_config(
         config: network, batch and step counts.
         device: ``"cpu"`` or a CUDA device.
         memory: also measure peak memory, one subprocess per variant (registry models only).
+        mmap_threshold: glibc setting of the memory subprocesses (see
+            :func:`measure_memory_in_subprocess`).
         builder: overrides ``config.builder()`` for timing (memory needs the registry model).
 
     Returns:
@@ -380,7 +401,10 @@ def run_config(
     gc.collect()
     peaks: dict[str, PeakMemory] | None = None
     if memory:
-        peaks = {v: measure_memory_in_subprocess(config, v, device) for v in VARIANTS}
+        peaks = {
+            v: measure_memory_in_subprocess(config, v, device, mmap_threshold=mmap_threshold)
+            for v in VARIANTS
+        }
     return summarize(config.name, device, times, first_loss, peaks)
 
 
@@ -429,7 +453,7 @@ def goal_report(results: Sequence[VariantResult]) -> list[str]:
     return lines
 
 
-def _metadata(argv: Sequence[str]) -> dict[str, Any]:
+def _metadata(argv: Sequence[str], mmap_threshold: int | None) -> dict[str, Any]:
     return {
         "command": " ".join(["python -m benchmarks.str_overhead", *argv]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -439,6 +463,7 @@ def _metadata(argv: Sequence[str]) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "str_config": dataclasses.asdict(STR_CONFIG),
+        "malloc_mmap_threshold": mmap_threshold,
     }
 
 
@@ -451,6 +476,12 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--config", action="append", help="only these configs (repeatable)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--no-memory", action="store_true", help="time steps only")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help=f"keep glibc's malloc defaults in the memory workers (default: mmap threshold "
+        f"{MMAP_THRESHOLD} bytes, so freed tensors leave the RSS at once)",
+    )
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -464,6 +495,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     configs = list(QUICK_CONFIGS if args.quick else DEFAULT_CONFIGS)
     if args.config:
+        unknown = sorted(set(args.config) - {c.name for c in configs})
+        if unknown:
+            valid = ", ".join(c.name for c in configs)
+            print(f"unknown config(s) {unknown}; valid: {valid}", file=sys.stderr)
+            return 2
         configs = [c for c in configs if c.name in args.config]
     configs = [
         dataclasses.replace(
@@ -473,6 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for c in configs
     ]
+    mmap_threshold = None if args.default_malloc else MMAP_THRESHOLD
     devices = ["cpu", "cuda"] if args.device == "auto" else [args.device]
     if "cuda" in devices and not torch.cuda.is_available():
         if args.device == "cuda":
@@ -483,17 +520,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     for device in devices:
         for config in configs:
             print(f"running {config.name} on {device} ...", file=sys.stderr, flush=True)
-            results += run_config(config, device, memory=not args.no_memory)
+            results += run_config(
+                config, device, memory=not args.no_memory, mmap_threshold=mmap_threshold
+            )
     print(format_table(results))
     for line in goal_report(results):
         print(line)
+    if not args.no_memory:
+        malloc = "glibc defaults" if mmap_threshold is None else f"mmap threshold {mmap_threshold}"
+        print(f"memory workers: fresh process per variant, malloc {malloc}")
     if any(r.memory_method == METHOD_RU_MAXRSS for r in results):
         print(
             "note: /proc/self/clear_refs is not writable; peak MiB is ru_maxrss, the peak over "
             "the whole worker process (model build included), not just the measured steps."
         )
     if args.json:
-        payload = {"meta": _metadata(argv), "results": [dataclasses.asdict(r) for r in results]}
+        payload = {
+            "meta": _metadata(argv, mmap_threshold),
+            "results": [dataclasses.asdict(r) for r in results],
+        }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 

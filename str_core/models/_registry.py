@@ -111,7 +111,10 @@ def _load_entry_point(ep: importlib.metadata.EntryPoint) -> None:
         ) from e
     if isinstance(obj, ModelInfo):
         if _MODELS.get(obj.name) != obj:  # the same info twice (a retried load) is fine
-            _register(obj)
+            try:
+                _register(obj)
+            except ValueError as e:
+                raise ValueError(f"model entry point {label!r}: {e}") from e
     elif not _is_registered_builder(obj):
         raise TypeError(
             f"model entry point {label!r} (group {ENTRY_POINT_GROUP!r}) must load a ModelInfo "

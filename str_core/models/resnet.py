@@ -120,7 +120,7 @@ class ResNet(nn.Module):
         cifar_stem: bool = False,
     ) -> None:
         super().__init__()
-        self.in_ch = 64
+        self._in_ch = 64
         if cifar_stem:
             self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
         else:
@@ -141,10 +141,12 @@ class ResNet(nn.Module):
     def _make_stage(self, block: Block, width: int, blocks: int, stride: int) -> nn.Sequential:
         out_ch = width * block.expansion
         downsample = None
-        if stride != 1 or self.in_ch != out_ch:
-            downsample = nn.Sequential(_conv1x1(self.in_ch, out_ch, stride), nn.BatchNorm2d(out_ch))
-        stage: list[nn.Module] = [block(self.in_ch, width, stride, downsample)]
-        self.in_ch = out_ch
+        if stride != 1 or self._in_ch != out_ch:
+            downsample = nn.Sequential(
+                _conv1x1(self._in_ch, out_ch, stride), nn.BatchNorm2d(out_ch)
+            )
+        stage: list[nn.Module] = [block(self._in_ch, width, stride, downsample)]
+        self._in_ch = out_ch
         stage += [block(out_ch, width) for _ in range(1, blocks)]
         return nn.Sequential(*stage)
 

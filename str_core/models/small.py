@@ -8,6 +8,7 @@ linear layer of the CNNs.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 
 import torch
@@ -28,7 +29,7 @@ def _conv_bn_relu(conv: nn.Conv1d | nn.Conv2d) -> nn.Sequential:
 def _mlp(sizes: list[int]) -> nn.Sequential:
     """Flatten, then Linear + ReLU between consecutive sizes (no ReLU after the last)."""
     layers: list[nn.Module] = [nn.Flatten()]
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU(inplace=True))

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from strsearch.cli.errors import user_errors
 
@@ -33,7 +32,7 @@ def budget(
     from str_core.layers import prunable_layers
     from str_core.metrics import account, account_with_budget
     from str_core.models import create_model, get_model_info
-    from strsearch.cli.render import accounting_table
+    from strsearch.cli.render import accounting_table, make_console
 
     with user_errors():
         info = get_model_info(model)
@@ -54,4 +53,4 @@ def budget(
     if json_output:
         print(json.dumps(acc.to_dict(), indent=2))
         return
-    Console().print(accounting_table(acc, title=title))
+    make_console().print(accounting_table(acc, title=title))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
+
+from strsearch.cli.render import make_console
 
 
 def models() -> None:
@@ -15,7 +16,7 @@ def models() -> None:
         info = get_model_info(name)
         shape = "×".join(str(d) for d in info.input_shape)
         table.add_row(name, shape, str(info.num_classes), info.description)
-    Console().print(table)
+    make_console().print(table)
 
 
 def datasets() -> None:
@@ -25,4 +26,4 @@ def datasets() -> None:
     table = Table("dataset", "description", header_style="bold")
     for name, description in describe_datasets().items():
         table.add_row(name, description)
-    Console().print(table)
+    make_console().print(table)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from rich.console import Console
 from rich.table import Table
 
 from str_core.metrics import Accounting
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console at least 120 columns wide when output goes to a file or pipe (rich's default of
+    80 would squeeze the per-layer table)."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, width=max(console.width, 120))
+    return console
 
 
 def human(n: float) -> str:
@@ -18,7 +28,7 @@ def human(n: float) -> str:
 def accounting_table(acc: Accounting, title: str | None = None) -> Table:
     """Per-layer table: name, shape, params, non-zero, sparsity, threshold, FLOPs; then totals."""
     table = Table(title=title, show_footer=True, header_style="bold")
-    table.add_column("layer", footer="total")
+    table.add_column("layer", footer="total", no_wrap=True)
     table.add_column("shape")
     table.add_column("params", justify="right", footer=f"{acc.total_params:,}")
     table.add_column("non-zero", justify="right", footer=f"{acc.total_nonzero:,}")

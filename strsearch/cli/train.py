@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from strsearch.cli.errors import user_errors
 
@@ -66,9 +65,9 @@ def train(
     from str_core.config import DataConfig, STRConfig, TrainConfig, to_dict
     from str_core.train import Trainer, build_run
     from strsearch.cli.progress import RichProgress
-    from strsearch.cli.render import accounting_table
+    from strsearch.cli.render import accounting_table, make_console
 
-    console = Console(stderr=json_output)
+    console = make_console(stderr=json_output)
     with user_errors():
         if resume and out is None:
             raise ValueError("--resume needs --out (the folder holding last.pt)")

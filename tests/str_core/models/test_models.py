@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from str_core.config import STRConfig
-from str_core.layers import STR_LAYER_TYPES, prunable_layers
+from str_core.layers import STR_LAYER_TYPES, STRMixin, prunable_layers
 from str_core.models import create_model, get_model_info, list_models
 from str_core.models.mobilenet import MobileNetV1
 from str_core.models.resnet import ResNet
@@ -26,8 +26,29 @@ def _input_shape(name: str) -> tuple[int, ...]:
     return shape
 
 
+Prunable = nn.Conv1d | nn.Conv2d | nn.Linear
+
+
+def _prunable(model: nn.Module) -> list[tuple[str, Prunable]]:
+    layers = prunable_layers(model)
+    assert all(isinstance(m, Prunable) for _, m in layers)
+    return layers  # type: ignore[return-value]
+
+
 def _weight_count(model: nn.Module) -> int:
-    return sum(m.weight.numel() for _, m in prunable_layers(model))
+    return sum(m.weight.numel() for _, m in _prunable(model))
+
+
+def _conv(model: nn.Module, name: str) -> nn.Conv2d:
+    conv = model.get_submodule(name)
+    assert isinstance(conv, nn.Conv2d)
+    return conv
+
+
+def _gamma(model: nn.Module, name: str) -> torch.Tensor:
+    bn = model.get_submodule(name)
+    assert isinstance(bn, nn.BatchNorm2d)
+    return bn.weight
 
 
 @pytest.mark.parametrize("variant", ["dense", "str"])
@@ -53,9 +74,11 @@ def test_forward_backward_reaches_every_parameter(name: str, variant: str) -> No
         pruned = total = 0
         for layer_name, layer in layers:
             assert isinstance(layer, STR_LAYER_TYPES), layer_name
+            assert isinstance(layer, STRMixin)
             assert layer.s.grad is not None
             assert layer.s.grad.abs().sum() > 0, f"{layer_name}: threshold has a zero gradient"
-            zeros = int((layer.sparse_weight() == 0).sum())
+            with torch.no_grad():
+                zeros = int((layer.sparse_weight() == 0).sum())
             assert zeros < layer.weight.numel(), f"{layer_name} is pruned away"
             pruned, total = pruned + zeros, total + layer.weight.numel()
         assert 0 < pruned < total  # thresholds are active but not everything is pruned
@@ -82,26 +105,27 @@ def test_resnet50_prunable_layers_follow_torchvision_names(name: str) -> None:
 
 def test_resnet50_counts_and_torchvision_layout() -> None:
     model = create_model("resnet50")
+    assert isinstance(model, ResNet)
     assert _weight_count(model) == 25_502_912
     assert sum(p.numel() for p in model.parameters()) == 25_557_032  # torchvision's count
-    assert len(model.state_dict()) == 320  # same keys as torchvision's state_dict
-    block = model.get_submodule("layer2.0")
-    assert block.conv1.stride == (1, 1)  # v1.5: the 3x3 conv carries the stride
-    assert block.conv2.stride == (2, 2)
+    assert len(model.state_dict()) == 320  # as many keys as torchvision's state_dict
+    assert _conv(model, "layer2.0.conv1").stride == (1, 1)  # v1.5: the 3x3 conv strides
+    assert _conv(model, "layer2.0.conv2").stride == (2, 2)
+    assert _conv(model, "layer2.0.downsample.0").stride == (2, 2)
     assert isinstance(model.get_submodule("layer2.0.downsample.1"), nn.BatchNorm2d)
-    assert model.get_submodule("layer2.0.downsample.0").stride == (2, 2)
     assert isinstance(model.avgpool, nn.AdaptiveAvgPool2d)
     assert isinstance(model.maxpool, nn.MaxPool2d)
-    convs = [m for _, m in prunable_layers(model) if isinstance(m, nn.Conv2d)]
-    assert all(conv.bias is None for conv in convs)
-    assert model.fc.in_features == 2048
-    assert model.fc.out_features == 1000
+    assert model.conv1.kernel_size == (7, 7)
+    assert model.conv1.stride == (2, 2)
+    assert all(m.bias is None for _, m in _prunable(model) if isinstance(m, nn.Conv2d))
+    assert (model.fc.in_features, model.fc.out_features) == (2048, 1000)
 
 
 def test_resnet18_counts_and_names() -> None:
     model = create_model("resnet18")
     assert _weight_count(model) == 11_678_912
     assert sum(p.numel() for p in model.parameters()) == 11_689_512  # torchvision's count
+    assert len(model.state_dict()) == 122  # as many keys as torchvision's state_dict
     names = [n for n, _ in prunable_layers(model)]
     assert len(names) == 21
     assert names[:4] == ["conv1", "layer1.0.conv1", "layer1.0.conv2", "layer1.1.conv1"]
@@ -124,15 +148,15 @@ def test_cifar_stem_keeps_resolution(name: str) -> None:
 def test_resnet_init_and_zero_init_residual() -> None:
     torch.manual_seed(0)
     model = create_model("resnet50")
-    conv = model.get_submodule("layer3.0.conv3")  # 1x1, 256 -> 1024: fan_out = 1024
+    conv = _conv(model, "layer3.0.conv3")  # 1x1, 256 -> 1024: fan_out = 1024
     assert abs(conv.weight.std().item() - (2 / 1024) ** 0.5) < 2e-3
-    assert torch.all(model.get_submodule("layer1.0.bn3").weight == 1)
+    assert torch.all(_gamma(model, "layer1.0.bn3") == 1)
     zeroed = create_model("resnet50", zero_init_residual=True)
-    assert torch.all(zeroed.get_submodule("layer1.0.bn3").weight == 0)
-    assert torch.all(zeroed.get_submodule("layer1.0.bn2").weight == 1)
+    assert torch.all(_gamma(zeroed, "layer1.0.bn3") == 0)
+    assert torch.all(_gamma(zeroed, "layer1.0.bn2") == 1)
     basic = create_model("resnet18", zero_init_residual=True)
-    assert torch.all(basic.get_submodule("layer4.1.bn2").weight == 0)
-    assert torch.all(basic.get_submodule("layer4.1.bn1").weight == 1)
+    assert torch.all(_gamma(basic, "layer4.1.bn2") == 0)
+    assert torch.all(_gamma(basic, "layer4.1.bn1") == 1)
 
 
 def test_resnet20_layout() -> None:
@@ -143,7 +167,7 @@ def test_resnet20_layout() -> None:
         "layer2.0.downsample.0",
         "layer3.0.downsample.0",
     ]
-    widths = [model.get_submodule(f"layer{i}.2.conv2").out_channels for i in (1, 2, 3)]
+    widths = [_conv(model, f"layer{i}.2.conv2").out_channels for i in (1, 2, 3)]
     assert widths == [16, 32, 64]
     assert _weight_count(model) == 270_896
     assert sum(p.numel() for p in model.parameters()) == 272_474
@@ -159,17 +183,17 @@ def test_mobilenet_v1_counts_and_names() -> None:
     for i in range(1, 14):
         expected += [f"features.{i}.depthwise.conv", f"features.{i}.pointwise.conv"]
     assert names == [*expected, "fc"]
-    strides = [model.get_submodule(f"features.{i}.depthwise.conv").stride[0] for i in range(1, 14)]
-    assert strides == [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
-    for i in range(1, 14):
-        dw = model.get_submodule(f"features.{i}.depthwise.conv")
-        assert dw.groups == dw.in_channels == dw.out_channels
-    assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Conv2d))
+    depthwise = [_conv(model, f"features.{i}.depthwise.conv") for i in range(1, 14)]
+    assert [dw.stride[0] for dw in depthwise] == [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
+    assert all(dw.groups == dw.in_channels == dw.out_channels for dw in depthwise)
+    assert _conv(model, "features.0.conv").stride == (2, 2)
+    assert all(m.bias is None for _, m in _prunable(model) if isinstance(m, nn.Conv2d))
 
 
 def test_mobilenet_v1_width_multiplier() -> None:
     model = create_model("mobilenet_v1", width_mult=0.5, num_classes=10)
-    assert model.get_submodule("features.0.conv").out_channels == 16
+    assert isinstance(model, MobileNetV1)
+    assert _conv(model, "features.0.conv").out_channels == 16
     assert model.fc.in_features == 512
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(ValueError, match="width_mult"):
@@ -179,14 +203,14 @@ def test_mobilenet_v1_width_multiplier() -> None:
 def test_small_model_sizes() -> None:
     counts = {name: _weight_count(create_model(name)) for name in ("digits_cnn", "mnist1d_cnn")}
     assert counts == {"digits_cnn": 93_728, "mnist1d_cnn": 37_280}
-    mlp = create_model("digits_mlp")
-    assert [m.out_features for _, m in prunable_layers(mlp)] == [256, 128, 10]
-    mlp1d = create_model("mnist1d_mlp")
-    assert [(m.in_features, m.out_features) for _, m in prunable_layers(mlp1d)] == [
-        (40, 256),
-        (256, 256),
-        (256, 10),
-    ]
+    shapes = {
+        name: [tuple(m.weight.shape) for _, m in _prunable(create_model(name))]
+        for name in ("digits_mlp", "mnist1d_mlp")
+    }
+    assert shapes == {
+        "digits_mlp": [(256, 64), (128, 256), (10, 128)],
+        "mnist1d_mlp": [(256, 40), (256, 256), (10, 256)],
+    }
 
 
 def test_mnist1d_cnn_other_length() -> None:

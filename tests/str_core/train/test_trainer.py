@@ -160,3 +160,16 @@ def test_sparsity_rises_with_weight_decay_on_digits() -> None:
     assert sparsities[0] < sparsities[1] < sparsities[2], sparsities
     assert sparsities[2] - sparsities[0] > 0.3, sparsities
     assert all(f["test_acc"] > 0.85 for f in finals), finals
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trains_on_cuda_like_on_cpu(blobs: DatasetSplits) -> None:
+    results = {}
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        model = sparsify(TinyNet(), STRConfig(s_init=-3.0))
+        cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, weight_decay=1e-3, device=device)
+        results[device] = Trainer(model, cfg, blobs).fit().final.scalars
+        assert all(p.device.type == device for p in model.parameters())
+    assert results["cuda"]["train_loss"] == pytest.approx(results["cpu"]["train_loss"], rel=1e-3)
