@@ -104,8 +104,8 @@ class BenchConfig:
 
 
 DEFAULT_CONFIGS: tuple[BenchConfig, ...] = (
-    BenchConfig("resnet18_cifar", "resnet18_cifar", 64, 32, 10, steps=10),
-    BenchConfig("resnet50", "resnet50", 8, 224, 1000, steps=5),
+    BenchConfig("resnet18_cifar", "resnet18_cifar", 64, 32, 10, steps=20),
+    BenchConfig("resnet50", "resnet50", 8, 224, 1000, steps=10),
 )
 QUICK_CONFIGS: tuple[BenchConfig, ...] = (
     BenchConfig("resnet18_cifar", "resnet18_cifar", 8, 32, 10, steps=2, warmup=1, memory_steps=1),
