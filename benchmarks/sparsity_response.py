@@ -114,9 +114,7 @@ def plot(points: list[SweepPoint], path: Path, highlight: float) -> None:
     datasets = sorted({p.dataset for p in points})
     for ds in datasets:
         pts = [p for p in points if p.dataset == ds and p.weight_decay > 0]
-        axes[0].plot(
-            [p.weight_decay for p in pts], [100 * p.sparsity for p in pts], "o-", label=ds
-        )
+        axes[0].plot([p.weight_decay for p in pts], [100 * p.sparsity for p in pts], "o-", label=ds)
     axes[0].set_xscale("log")
     axes[0].set_xlabel("weight decay λ")
     axes[0].set_ylabel("final sparsity (%)")

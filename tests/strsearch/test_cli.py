@@ -1,4 +1,4 @@
-"""The `strsearch` command line, run in-process through Typer's runner and once as a real process."""
+"""The `strsearch` command line, in-process through Typer's runner and once as a real process."""
 
 from __future__ import annotations
 
