@@ -116,8 +116,23 @@ def _reference_sparse_weight(layer: STRMixin) -> Tensor:
     return soft_threshold_reference(layer.weight, layer.s, layer.g)
 
 
+def _reference_forward(layer: STRMixin, x: Tensor) -> Tensor:
+    # The plain op on the reference Ŵ, bypassing whatever the STR layer's own forward adds
+    # around its op (such as recomputing Ŵ in backward), so the baseline stays plain autograd.
+    w_hat = _reference_sparse_weight(layer)
+    if isinstance(layer, nn.Linear):
+        return F.linear(x, w_hat, layer.bias)
+    if isinstance(layer, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+        out: Tensor = layer._conv_forward(x, w_hat, layer.bias)
+        return out
+    raise TypeError(f"no reference forward for {type(layer).__name__}")
+
+
 def use_reference_threshold(model: nn.Module) -> int:
-    """Make every STR layer of ``model`` compute Ŵ with ``soft_threshold_reference``, in place.
+    """Make every STR layer of ``model`` compute with ``soft_threshold_reference``, in place.
+
+    Each layer's ``sparse_weight`` becomes the plain-autograd formula, and its ``forward`` the
+    plain conv/linear op on that weight, as a layer written without care for memory would be.
 
     Returns:
         The number of layers changed.
@@ -126,6 +141,7 @@ def use_reference_threshold(model: nn.Module) -> int:
     for module in model.modules():
         if isinstance(module, STRMixin):
             module.sparse_weight = types.MethodType(_reference_sparse_weight, module)  # type: ignore[method-assign]
+            module.forward = types.MethodType(_reference_forward, module)
             count += 1
     return count
 

@@ -16,6 +16,7 @@ from str_core.config import Granularity
 from str_core.layers.threshold import (
     ThresholdFn,
     get_threshold_fn,
+    recompute_in_backward,
     soft_threshold,
     threshold_fn_name,
 )
@@ -53,6 +54,10 @@ class STRMixin:
         """Ŵ: the thresholded weight the layer computes with (differentiable)."""
         return soft_threshold(self.weight, self.s, self.g)
 
+    def _rebuild_sparse_weight(self) -> Tensor:
+        t = self.g(self.s).to(self.weight.dtype)
+        return self.weight - torch.clamp(self.weight, -t, t)
+
     @torch.no_grad()
     def threshold(self) -> Tensor:
         """The current threshold ``g(s)`` (detached)."""
@@ -80,7 +85,9 @@ class _STRConvNd(STRMixin):
         self._init_threshold(s_init, threshold_fn, granularity)
 
     def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self._conv_forward(x, self.sparse_weight(), self.bias)  # type: ignore[attr-defined]
+        w_hat = self.sparse_weight()
+        with recompute_in_backward(w_hat, self._rebuild_sparse_weight):
+            out: Tensor = self._conv_forward(x, w_hat, self.bias)  # type: ignore[attr-defined]
         return out
 
     def extra_repr(self) -> str:
@@ -186,7 +193,9 @@ class STRLinear(STRMixin, nn.Linear):
         self._init_threshold(s_init, threshold_fn, granularity)
 
     def forward(self, x: Tensor) -> Tensor:
-        return nn.functional.linear(x, self.sparse_weight(), self.bias)
+        w_hat = self.sparse_weight()
+        with recompute_in_backward(w_hat, self._rebuild_sparse_weight):
+            return nn.functional.linear(x, w_hat, self.bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self._threshold_repr()}"

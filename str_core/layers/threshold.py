@@ -13,19 +13,25 @@ Two implementations live here:
   specification and the baseline of ``benchmarks/str_overhead.py``. Autograd keeps several
   weight-sized intermediates alive for its backward.
 * :func:`soft_threshold` is what the layers use: a custom autograd Function whose forward is
-  ``W − clamp(W, −t, t)`` (equal to the formula) and which saves only its output Ŵ. The layer's
-  conv/matmul keeps Ŵ for its own backward anyway, so the threshold costs no extra memory in the
-  autograd graph. Its backward reads everything it needs off Ŵ:
+  ``W − clamp(W, −t, t)`` (equal to the formula) and which saves only the dense weight W (a
+  parameter, which exists anyway) and the small threshold t = g(s). Its backward rebuilds the mask:
 
-      ∂L/∂W = ∇_Ŵ L ⊙ 1[Ŵ ≠ 0]                 (= 1[|W| > t] almost everywhere)
-      ∂L/∂t = −Σ ∇_Ŵ L ⊙ sign(Ŵ)               (summed to the shape of t)
+      ∂L/∂W = ∇_Ŵ L ⊙ 1[|W| − t > 0]
+      ∂L/∂t = −Σ ∇_Ŵ L ⊙ sign(W) ⊙ 1[|W| − t > 0]        (summed to the shape of t)
 
   and ``t = g(s)`` is an ordinary autograd op, so ∂L/∂s = g′(s) · ∂L/∂t comes for free.
+
+The conv or matmul that consumes Ŵ would still keep Ŵ for its own backward: one weight-sized tensor
+per layer held from forward to backward. :func:`recompute_in_backward` avoids that: inside it,
+autograd stores a note instead of Ŵ and recomputes Ŵ from (W, s) when the backward needs it, so an
+STR layer's autograd graph holds no more than a dense layer's (at the cost of one elementwise pass
+over the weights per layer in backward).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -94,7 +100,7 @@ def _sum_to_shape(x: Tensor, shape: torch.Size) -> Tensor:
 
 
 class _SoftThreshold(torch.autograd.Function):
-    """Ŵ = W − clamp(W, −t, t); saves Ŵ only (see module docstring)."""
+    """Ŵ = W − clamp(W, −t, t); saves W and t only (see module docstring)."""
 
     @staticmethod
     def forward(weight: Tensor, t: Tensor) -> Tensor:
@@ -105,17 +111,15 @@ class _SoftThreshold(torch.autograd.Function):
     def setup_context(
         ctx: torch.autograd.function.FunctionCtx, inputs: tuple[Tensor, Tensor], output: Tensor
     ) -> None:
-        t = inputs[1]
-        ctx.save_for_backward(output)
-        ctx.t_shape = t.shape  # type: ignore[attr-defined]
+        weight, t = inputs
+        ctx.save_for_backward(weight, t)
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor]:
-        (sparse,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        grad_weight = grad * (sparse != 0)
-        signed = grad * torch.sign(sparse)
-        t_shape: torch.Size = ctx.t_shape  # type: ignore[attr-defined]
-        grad_t = -_sum_to_shape(signed, t_shape)
+        weight, t = ctx.saved_tensors  # type: ignore[attr-defined]
+        kept = (weight.abs() - t) > 0  # same comparison as relu(|W| − t) in the formula
+        grad_weight = grad * kept
+        grad_t = -_sum_to_shape(grad_weight * torch.sign(weight), t.shape)
         return grad_weight, grad_t
 
 
@@ -134,3 +138,56 @@ def soft_threshold(weight: Tensor, s: Tensor, g: ThresholdFn = torch.sigmoid) ->
     t = g(s).to(weight.dtype)
     out: Tensor = _SoftThreshold.apply(weight, t)  # type: ignore[no-untyped-call]
     return out
+
+
+class _Recompute:
+    """What autograd stores in place of Ŵ (or a view of it) inside :func:`recompute_in_backward`."""
+
+    __slots__ = ("offset", "rebuild", "size", "stride")
+
+    def __init__(self, rebuild: Callable[[], Tensor], saved: Tensor) -> None:
+        self.rebuild = rebuild
+        self.size, self.stride = saved.size(), saved.stride()
+        self.offset = saved.storage_offset()
+
+    def __call__(self) -> Tensor:
+        # Ŵ is contiguous, so the saved view's geometry applies to the rebuilt tensor as well
+        return self.rebuild().as_strided(self.size, self.stride, self.offset)
+
+
+@contextlib.contextmanager
+def recompute_in_backward(sparse: Tensor, rebuild: Callable[[], Tensor]) -> Iterator[None]:
+    """Within the block, ops that save ``sparse`` (or a view of it, such as the transposed weight
+    a matmul keeps) for backward store a recipe instead, and ``rebuild`` recreates it on demand.
+
+    Args:
+        sparse: Ŵ, as returned by :func:`soft_threshold` (contiguous; otherwise nothing changes).
+        rebuild: returns a contiguous tensor equal to ``sparse``; called without grad during
+            backward. It reads the weight and threshold as they are then, which is correct as long
+            as they are not modified between forward and backward (optimizer steps come after).
+
+    Every other saved tensor (the layer's input, for instance) is stored as usual.
+    """
+    if not (torch.is_grad_enabled() and sparse.is_contiguous()):
+        yield
+        return
+    # the hooks outlive the block (autograd keeps them with what they packed): they must hold
+    # plain values only, never ``sparse`` itself, or it would stay alive until backward
+    storage = sparse.untyped_storage()
+    ptr, nbytes, dtype = storage.data_ptr(), storage.nbytes(), sparse.dtype
+    del storage
+
+    def pack(saved: Tensor) -> Tensor | _Recompute:
+        other = saved.untyped_storage()
+        if other.data_ptr() == ptr and other.nbytes() == nbytes and saved.dtype == dtype:
+            return _Recompute(rebuild, saved)
+        return saved
+
+    def unpack(packed: Tensor | _Recompute) -> Tensor:
+        if isinstance(packed, _Recompute):
+            with torch.no_grad():
+                return packed()
+        return packed
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        yield

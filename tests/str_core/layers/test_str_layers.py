@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 from torch import nn
@@ -57,6 +60,60 @@ def test_to_dense_bakes_in_the_thresholded_weight(dense: nn.Module, granularity:
     assert 0 < float((plain.weight == 0).float().mean()) < 1
     x = _input_for(dense)
     torch.testing.assert_close(plain(x), layer(x))
+
+
+def _graph_holds_sparse_weight(layer: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the autograd graph of ``layer(x)`` keeps Ŵ (or a view of it) alive."""
+    stash: list[torch.Tensor] = []
+    original = layer.sparse_weight  # type: ignore[operator]
+
+    def capture() -> torch.Tensor:
+        w = original()
+        stash.append(w)
+        return w
+
+    layer.sparse_weight = capture  # type: ignore[method-assign]
+    out = layer(x)
+    w_hat = stash.pop()
+    ref = weakref.ref(w_hat)
+    # storage references: our `w_hat` and the temporary storage object; a saved view adds one
+    extra_refs = torch._C._storage_Use_Count(w_hat.untyped_storage()._cdata) - 2
+    del w_hat
+    gc.collect()
+    held = ref() is not None or extra_refs > 0
+    out.sum().backward()
+    del layer.sparse_weight  # back to the class's method
+    return held
+
+
+@pytest.mark.parametrize("dense", _dense_layers(), ids=repr)
+def test_autograd_graph_does_not_keep_the_sparse_weight(dense: nn.Module) -> None:
+    layer = _str_cls(dense).from_dense(dense, s_init=-1.5)  # type: ignore[arg-type]
+    x = _input_for(dense).requires_grad_(True)
+    assert not _graph_holds_sparse_weight(layer, x)
+    if isinstance(dense, nn.Linear):
+        assert not _graph_holds_sparse_weight(layer, torch.randn(2, 3, 10, requires_grad=True))
+
+
+@pytest.mark.parametrize("dense", _dense_layers(), ids=repr)
+@pytest.mark.parametrize("granularity", ["layer", "channel"])
+def test_layer_gradients_equal_the_reference_formula(dense: nn.Module, granularity: str) -> None:
+    dense = dense.double()
+    layer = _str_cls(dense).from_dense(dense, s_init=-1.5, granularity=granularity)  # type: ignore[arg-type]
+    x = _input_for(dense).double().requires_grad_(True)
+    upstream = torch.randn_like(layer(x))
+    (layer(x) * upstream).sum().backward()
+    lean = [x.grad, layer.weight.grad, layer.s.grad]
+    x.grad = layer.weight.grad = layer.s.grad = None
+    w_hat = soft_threshold_reference(layer.weight, layer.s, layer.g)
+    if isinstance(layer, nn.Linear):
+        ref_out = nn.functional.linear(x, w_hat, layer.bias)
+    else:
+        ref_out = layer._conv_forward(x, w_hat, layer.bias)  # type: ignore[operator]
+    (ref_out * upstream).sum().backward()
+    for got, want in zip(lean, [x.grad, layer.weight.grad, layer.s.grad], strict=True):
+        assert got is not None and want is not None
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_channel_granularity_shapes_and_gradients() -> None:
