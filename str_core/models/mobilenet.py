@@ -20,6 +20,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
+from str_core.models._init import init_conv_bn_
 from str_core.models._registry import register_model
 
 # (output channels, stride) of the 13 depthwise-separable blocks at width 1.0
@@ -90,12 +91,7 @@ class MobileNetV1(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(ch, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         # x: (B, C, H, W) -> (B, 1024α, H/32, W/32) -> logits (B, num_classes)

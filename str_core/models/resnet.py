@@ -20,6 +20,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from str_core.models._init import init_conv_bn_
 from str_core.models._registry import register_model
 
 
@@ -160,12 +161,7 @@ class ResNet(nn.Module):
 
 def _init_weights(model: nn.Module, zero_init_residual: bool) -> None:
     """Kaiming-normal (fan_out, ReLU) convs, BN gamma 1 / beta 0; ``fc`` keeps PyTorch's init."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+    init_conv_bn_(model)
     if zero_init_residual:
         for m in model.modules():
             if isinstance(m, BasicBlock | Bottleneck):

@@ -97,6 +97,34 @@ def test_use_reference_threshold_patches_every_str_layer() -> None:
         )
 
 
+def _saved_bytes_beyond_parameters(variant: Variant) -> tuple[int, int]:
+    """Bytes of the tensors one forward pass keeps for backward (parameters excluded), and the
+    bytes of the prunable weights."""
+    workload = build_workload(
+        _tiny_builder, variant, batch_size=2, input_shape=(3, 8, 8), num_classes=3
+    )
+    params = {p.untyped_storage().data_ptr() for p in workload.model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        workload.model(workload.inputs)
+    weights = sum(p.numel() * p.element_size() for p in workload.model.parameters() if p.dim() > 1)
+    return sum(n for ptr, n in saved.items() if ptr not in params), weights
+
+
+def test_reference_variant_keeps_three_weight_sized_tensors_per_layer() -> None:
+    # sign(W), relu(|W| - t) and the sparse weight the op saves: the plain-autograd baseline
+    # (plus t = g(s), which sigmoid saves: one 4-byte scalar per layer, two layers)
+    dense, weights = _saved_bytes_beyond_parameters("dense")
+    reference, _ = _saved_bytes_beyond_parameters("reference")
+    assert reference - dense == 3 * weights + 2 * 4
+
+
 def test_build_workload_rejects_unknown_variant() -> None:
     with pytest.raises(ValueError, match="unknown variant"):
         build_workload(
