@@ -26,8 +26,8 @@ test: install lint
 	$(BIN)/python -m pytest --cov --cov-report=term tests
 
 lint: install
-	$(BIN)/ruff check str_core strsearch tests benchmarks
-	$(BIN)/ruff format --check str_core strsearch tests benchmarks
+	$(BIN)/ruff check str_core strsearch workers tests benchmarks
+	$(BIN)/ruff format --check str_core strsearch workers tests benchmarks
 	$(BIN)/mypy
 
 clean:

@@ -7,15 +7,18 @@ one network, built from the same seed:
 
 * ``dense``: the plain model;
 * ``str``: ``create_model(..., str_config=STRConfig(s_init=-5))``, whose layers use
-  :func:`str_core.layers.soft_threshold` (a custom autograd Function that saves only Ŵ);
-* ``reference``: the same STR model with each layer's ``sparse_weight`` computed by
-  :func:`str_core.layers.soft_threshold_reference` (plain autograd ops).
+  :func:`str_core.layers.soft_threshold` (a memory-lean custom autograd Function);
+* ``reference``: the same STR model with each layer computing Ŵ by
+  :func:`str_core.layers.soft_threshold_reference` (plain autograd ops) and applying the plain
+  conv/linear op to it (layer instances are patched; ``str_core`` is not changed).
 
 Step time: warm-up steps, then the median of N timed steps, the variants interleaved round-robin
 (with a rotating start) so machine noise falls on all of them alike. Peak memory: each (config,
 variant) runs in a fresh subprocess; on CPU the kernel's RSS high-water mark is reset after one
-warm-up step and read after the measured steps (see :mod:`benchmarks._memory`); on CUDA the
-caching allocator's ``max_memory_allocated`` is used. Ratios are to ``dense`` in the same run.
+warm-up step and read after the measured steps (see :mod:`benchmarks._memory`), with glibc's
+mmap threshold fixed so that freed tensors leave the RSS at once; on CUDA the caching allocator's
+``max_memory_allocated`` is used. Ratios are to ``dense`` in the same run. Results and their
+reading: ``docs/benchmarks.md``.
 
 Usage::
 
@@ -55,7 +58,7 @@ ModelBuilder = Callable[[STRConfig | None], nn.Module]
 
 STR_CONFIG = STRConfig(s_init=-5.0)
 GOALS: dict[str, tuple[float, float]] = {"resnet18_cifar": (1.05, 1.05), "resnet50": (1.05, 1.10)}
-"""Per model: the largest acceptable (step time, peak memory) ratio of STR to dense."""
+"""Per config name: the largest acceptable (step time, peak memory) ratio of STR to dense."""
 
 MMAP_THRESHOLD = 128 * 1024
 """glibc mmap threshold of the memory workers (bytes); see :func:`measure_memory_in_subprocess`."""
@@ -108,7 +111,9 @@ DEFAULT_CONFIGS: tuple[BenchConfig, ...] = (
     BenchConfig("resnet50", "resnet50", 8, 224, 1000, steps=10),
 )
 QUICK_CONFIGS: tuple[BenchConfig, ...] = (
-    BenchConfig("resnet18_cifar", "resnet18_cifar", 8, 32, 10, steps=2, warmup=1, memory_steps=1),
+    BenchConfig(
+        "resnet18_cifar_quick", "resnet18_cifar", 8, 32, 10, steps=2, warmup=1, memory_steps=1
+    ),
 )
 
 
@@ -472,7 +477,7 @@ def goal_report(results: Sequence[VariantResult]) -> list[str]:
 def _metadata(argv: Sequence[str], mmap_threshold: int | None) -> dict[str, Any]:
     return {
         "command": " ".join(["python -m benchmarks.str_overhead", *argv]),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
@@ -532,6 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("CUDA is not available", file=sys.stderr)
             return 2
         devices.remove("cuda")
+    meta = _metadata(argv, mmap_threshold)
     results: list[VariantResult] = []
     for device in devices:
         for config in configs:
@@ -552,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.json:
         payload = {
-            "meta": _metadata(argv, mmap_threshold),
+            "meta": meta,
             "results": [dataclasses.asdict(r) for r in results],
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")

@@ -18,6 +18,7 @@ from str_core.layers.threshold import (
     get_threshold_fn,
     recompute_in_backward,
     soft_threshold,
+    sparse_weight_value,
     threshold_fn_name,
 )
 
@@ -55,8 +56,7 @@ class STRMixin:
         return soft_threshold(self.weight, self.s, self.g)
 
     def _rebuild_sparse_weight(self) -> Tensor:
-        t = self.g(self.s).to(self.weight.dtype)
-        return self.weight - torch.clamp(self.weight, -t, t)
+        return sparse_weight_value(self.weight, self.g(self.s).to(self.weight.dtype))
 
     @torch.no_grad()
     def threshold(self) -> Tensor:

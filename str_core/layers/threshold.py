@@ -13,8 +13,9 @@ Two implementations live here:
   specification and the baseline of ``benchmarks/str_overhead.py``. Autograd keeps several
   weight-sized intermediates alive for its backward.
 * :func:`soft_threshold` is what the layers use: a custom autograd Function whose forward is
-  ``W − clamp(W, −t, t)`` (equal to the formula) and which saves only the dense weight W (a
-  parameter, which exists anyway) and the small threshold t = g(s). Its backward rebuilds the mask:
+  ``W − clamp(W, −t, t)`` (equal to the formula; on the CPU with one threshold per layer, the
+  single-pass ``softshrink`` kernel) and which saves only the dense weight W (a parameter, which
+  exists anyway) and the small threshold t = g(s). Its backward rebuilds the mask:
 
       ∂L/∂W = ∇_Ŵ L ⊙ 1[|W| − t > 0]
       ∂L/∂t = −Σ ∇_Ŵ L ⊙ sign(W) ⊙ 1[|W| − t > 0]        (summed to the shape of t)
@@ -99,13 +100,29 @@ def _sum_to_shape(x: Tensor, shape: torch.Size) -> Tensor:
     return x.reshape(shape)
 
 
+def _fused_scalar(weight: Tensor, t: Tensor) -> bool:
+    """One threshold for the whole layer, on the CPU: use the single-pass softshrink kernels.
+
+    ``float(t)`` would force a device sync per layer on accelerators, so they keep the generic
+    tensor form, which is exact everywhere.
+    """
+    return t.dim() == 0 and weight.device.type == "cpu"
+
+
+def sparse_weight_value(weight: Tensor, t: Tensor) -> Tensor:
+    """Ŵ = sign(W) · relu(|W| − t) without autograd (forward and the backward-time rebuild)."""
+    if _fused_scalar(weight, t):
+        return torch.nn.functional.softshrink(weight, float(t))
+    # t: scalar or broadcastable to weight (per output channel: (out, 1, ..., 1))
+    return weight - torch.clamp(weight, -t, t)
+
+
 class _SoftThreshold(torch.autograd.Function):
-    """Ŵ = W − clamp(W, −t, t); saves W and t only (see module docstring)."""
+    """Ŵ = sign(W) · relu(|W| − t); saves W and t only (see module docstring)."""
 
     @staticmethod
     def forward(weight: Tensor, t: Tensor) -> Tensor:
-        # t: scalar or broadcastable to weight (per output channel: (out, 1, ..., 1))
-        return weight - torch.clamp(weight, -t, t)
+        return sparse_weight_value(weight, t)
 
     @staticmethod
     def setup_context(
@@ -117,6 +134,11 @@ class _SoftThreshold(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor]:
         weight, t = ctx.saved_tensors  # type: ignore[attr-defined]
+        if _fused_scalar(weight, t):
+            # one pass for the mask (|W| > t), one dot product for the threshold
+            grad_weight = torch.ops.aten.softshrink_backward(grad, weight, float(t))
+            grad_t = -torch.dot(grad_weight.reshape(-1), torch.sign(weight).reshape(-1))
+            return grad_weight, grad_t.reshape(t.shape)
         kept = (weight.abs() - t) > 0  # same comparison as relu(|W| − t) in the formula
         grad_weight = grad * kept
         grad_t = -_sum_to_shape(grad_weight * torch.sign(weight), t.shape)

@@ -5,9 +5,16 @@ from str_core.train.checkpoint import load_checkpoint, load_dense_weights, save_
 from str_core.train.evaluate import evaluate
 from str_core.train.optim import build_optimizer, build_scheduler, lr_factor, param_groups
 from str_core.train.setup import RunSetup, build_run, seed_everything
-from str_core.train.trainer import Trainer, TrainingDivergedError, TrainResult, epoch_seed
+from str_core.train.trainer import (
+    LAST_CHECKPOINT,
+    Trainer,
+    TrainingDivergedError,
+    TrainResult,
+    epoch_seed,
+)
 
 __all__ = [
+    "LAST_CHECKPOINT",
     "Callback",
     "EpochMetrics",
     "LayerSnapshot",

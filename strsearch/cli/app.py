@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from strsearch.cli import budget, catalog, train
+from strsearch.cli import budget, catalog, search, train
 
 app = typer.Typer(
     name="strsearch",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.command("train")(train.train)
 app.command("budget")(budget.budget)
+app.command("search")(search.search)
 app.command("models")(catalog.models)
 app.command("datasets")(catalog.datasets)
 

@@ -162,3 +162,25 @@ def test_registry() -> None:
 
     assert get_threshold_fn(custom) is custom
     assert threshold_fn_name(custom).endswith("custom")
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_fused_and_generic_paths_agree_with_the_reference(
+    fused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The single-pass CPU kernels and the generic form (used on accelerators) are both exact."""
+    import str_core.layers.threshold as threshold
+
+    monkeypatch.setattr(threshold, "_fused_scalar", lambda weight, t: fused)
+    w = _weight((6, 3, 3, 3))
+    upstream = torch.randn(w.shape, generator=torch.Generator().manual_seed(2), dtype=w.dtype)
+    grads = []
+    for fn in (soft_threshold, soft_threshold_reference):
+        w_ = w.clone().requires_grad_(True)
+        s_ = torch.tensor(-1.3, dtype=torch.float64, requires_grad=True)
+        out = fn(w_, s_, torch.sigmoid)
+        (out * upstream).sum().backward()
+        grads.append((out.detach(), w_.grad, s_.grad))
+    for got, want in zip(grads[0], grads[1], strict=True):
+        assert got is not None and want is not None
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,124 @@
+"""The search spec: a sparsity target plus everything needed to reproduce the search.
+
+One validated, versioned pydantic model shared by the CLI, the workers and (later) the REST service.
+It imports pydantic only, so the service can validate jobs without torch or Ray. Every field has a
+default, so ``{"model": "digits_cnn", "dataset": "digits", "target_sparsity": 0.9}`` is complete.
+Names of models and datasets are checked against the registries where those are available (the
+workers); here they only have to look like names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SPEC_VERSION = 1
+
+_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainingRecipe(_Strict):
+    """How each trial trains (λ and ``s_init`` are chosen by the search)."""
+
+    epochs: int = Field(30, ge=1, le=10_000)
+    batch_size: int = Field(128, ge=1, le=65_536)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.1, gt=0, le=100)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    warmup_epochs: int = Field(0, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    threshold_weight_decay: float | None = Field(
+        None, ge=0, description="Decay of STR thresholds; null means the searched λ (the paper)."
+    )
+    other_weight_decay: float | None = Field(
+        None, ge=0, description="Decay of BN parameters and biases; null means the searched λ."
+    )
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> TrainingRecipe:
+        if self.warmup_epochs > self.epochs:
+            raise ValueError("warmup_epochs must not exceed epochs")
+        return self
+
+
+class Reparameterization(_Strict):
+    """STR settings other than ``s_init``."""
+
+    threshold_fn: str = Field("sigmoid", pattern=_NAME)
+    granularity: Literal["layer", "channel"] = "layer"
+    exclude: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class SearchSettings(_Strict):
+    """How λ and ``s_init`` are searched."""
+
+    lambda_min: float = Field(1e-4, gt=0, description="Lower end of the initial λ bracket.")
+    lambda_max: float = Field(1e-1, gt=0, description="Upper end of the initial λ bracket.")
+    s_init: list[float] = Field(
+        default_factory=lambda: [-5.0],
+        min_length=1,
+        max_length=8,
+        description="Each value is searched; the answer is the most accurate landed model.",
+    )
+    max_trials: int = Field(12, ge=1, le=500)
+    parallel_trials: int = Field(2, ge=1, le=256)
+    seed: int = Field(0, ge=0, description="Training seed of every trial.")
+
+    @model_validator(mode="after")
+    def _bracket_ordered(self) -> SearchSettings:
+        if self.lambda_min >= self.lambda_max:
+            raise ValueError("lambda_min must be smaller than lambda_max")
+        if len(set(self.s_init)) != len(self.s_init):
+            raise ValueError("s_init values must be distinct")
+        return self
+
+
+class Resources(_Strict):
+    """What one trial needs."""
+
+    cpus_per_trial: float = Field(1.0, gt=0, le=1024)
+    gpus_per_trial: float = Field(0.0, ge=0, le=64)
+
+
+class SearchSpec(_Strict):
+    """A sparsity-target job."""
+
+    version: Literal[1] = 1
+    model: str = Field(pattern=_NAME, description="Registered model name.")
+    dataset: str = Field(pattern=_NAME, description="Registered dataset name.")
+    data_root: str | None = Field(None, max_length=4096, description="Folder of a disk dataset.")
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    target_sparsity: float = Field(gt=0, lt=1, description="Fraction of prunable weights at zero.")
+    tolerance: float = Field(0.005, gt=0, le=0.1, description="Accepted |sparsity − target|.")
+    method: Literal["str"] = "str"
+    training: TrainingRecipe = Field(default_factory=TrainingRecipe)
+    reparam: Reparameterization = Field(default_factory=Reparameterization)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="after")
+    def _band_inside_unit_interval(self) -> SearchSpec:
+        low, high = self.target_sparsity - self.tolerance, self.target_sparsity + self.tolerance
+        if low <= 0 or high >= 1:
+            raise ValueError("target_sparsity ± tolerance must lie inside (0, 1)")
+        return self
+
+    def fingerprint(self) -> str:
+        """A short hash of the spec: equal specs give equal fingerprints (names experiments)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> SearchSpec:
+        """Validate a JSON-like mapping (raises ``pydantic.ValidationError`` naming the fields)."""
+        return cls.model_validate(data)

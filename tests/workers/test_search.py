@@ -1,0 +1,131 @@
+"""End-to-end searches with real STR training on a local Ray."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from strsearch.spec import SearchSpec
+from workers import check_spec, experiment_name, run_search
+
+# digits_cnn for 6 epochs: sparsity runs from ~30% (λ→0) to >95% (λ=5e-2) at this length
+FAST = {
+    "model": "digits_cnn",
+    "dataset": "digits",
+    "training": {"epochs": 6},
+    "search": {"max_trials": 10, "parallel_trials": 2, "lambda_min": 1e-3, "lambda_max": 5e-2},
+}
+
+
+def _spec(**patch: Any) -> SearchSpec:
+    return SearchSpec.parse({**FAST, **patch})
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def trial_started(self, trial_id: str, config: dict[str, Any]) -> None:
+        self.events.append(("start", trial_id))
+
+    def trial_result(self, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
+        self.events.append(("result", trial_id))
+
+    def trial_finished(self, trial_id: str, config: dict[str, Any], failed: bool) -> None:
+        self.events.append(("failed" if failed else "done", trial_id))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("local_ray")
+def test_search_lands_the_target_on_digits(tmp_path: Path) -> None:
+    spec = _spec(target_sparsity=0.8, tolerance=0.01)
+    listener = Recorder()
+    result = run_search(spec, storage_path=tmp_path, listener=listener)
+
+    assert result.reached, [(t.weight_decay, t.sparsity) for t in result.trials]
+    best = result.best
+    assert best is not None and best.status == "landed"
+    assert best.sparsity is not None and abs(best.sparsity - 0.8) <= 0.01
+    assert best.val_acc is not None and best.val_acc > 0.8
+    assert set(best.budget) == {"features.0.conv", "features.1.conv", "features.3.conv", "fc"}
+    assert all(0 <= v <= 1 for v in best.thresholds.values())
+    assert len(result.trials) <= spec.search.max_trials
+    assert len({t.weight_decay for t in result.trials}) == len(result.trials)  # no λ twice
+    assert all(t.epochs == 6 for t in result.trials if t.status != "failed")
+    # sparsity is monotone in λ across the trials of one s_init
+    ordered = sorted((t.weight_decay, t.sparsity or 0) for t in result.trials)
+    assert all(a[1] <= b[1] + 0.01 for a, b in itertools.pairwise(ordered))
+    # the listener saw every trial start, report 6 epochs and finish
+    done = [tid for kind, tid in listener.events if kind == "done"]
+    assert sorted(done) == sorted(t.trial_id for t in result.trials)
+    assert sum(kind == "result" for kind, _ in listener.events) == result.total_epochs
+    assert Path(result.experiment_path).name == experiment_name(spec)
+    json.dumps(result.to_dict())  # JSON-ready
+
+
+def test_check_spec_names_the_problem() -> None:
+    with pytest.raises(KeyError, match="unknown model 'nope'"):
+        check_spec(_spec(model="nope", target_sparsity=0.8))
+    with pytest.raises(KeyError, match="unknown dataset 'nope'"):
+        check_spec(_spec(dataset="nope", target_sparsity=0.8))
+    with pytest.raises(ValueError, match="takes inputs shaped"):
+        check_spec(_spec(model="mnist1d_mlp", target_sparsity=0.8))
+
+
+RUNNER = """
+import json, sys
+from strsearch.spec import SearchSpec
+from workers import run_search
+spec = SearchSpec.model_validate_json(sys.argv[1])
+result = run_search(spec, storage_path=sys.argv[2])
+print("RESULT " + json.dumps(result.to_dict()))
+"""
+
+
+def _finished_trials(experiment: Path) -> int:
+    """Trials whose result file already holds the last epoch."""
+    count = 0
+    for result_file in experiment.glob("*/result.json"):
+        lines = result_file.read_text().strip().splitlines()
+        if lines and json.loads(lines[-1]).get("epoch") == FAST["training"]["epochs"]:  # type: ignore[index]
+            count += 1
+    return count
+
+
+@pytest.mark.slow
+def test_interrupted_search_resumes_without_duplicates(tmp_path: Path) -> None:
+    spec = _spec(target_sparsity=0.9, tolerance=0.01)
+    experiment = tmp_path / experiment_name(spec)
+    env = {**os.environ, "RAY_ADDRESS": "", "PYTHONUNBUFFERED": "1"}
+    args = [sys.executable, "-c", RUNNER, spec.model_dump_json(), str(tmp_path)]
+
+    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while _finished_trials(experiment) < 2 and time.monotonic() < deadline:
+        assert first.poll() is None, first.stdout.read().decode() if first.stdout else ""
+        time.sleep(0.5)
+    assert _finished_trials(experiment) >= 2, "the first run never finished two trials"
+    os.killpg(first.pid, signal.SIGKILL)  # the driver and its local Ray die at once
+    first.wait()
+    before = {p.name for p in experiment.iterdir() if p.is_dir()}
+
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    line = next(x for x in second.stdout.splitlines() if x.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    trial_dirs = {p.name for p in experiment.iterdir() if p.is_dir()}
+    assert before <= trial_dirs  # the trials of the first run are part of the resumed experiment
+    lambdas = [t["weight_decay"] for t in result["trials"]]
+    assert len(lambdas) == len(set(lambdas)), lambdas  # no trial ran twice
+    assert len(result["trials"]) == len(trial_dirs)
+    assert result["reached"], result["trials"]

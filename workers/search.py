@@ -1,0 +1,166 @@
+"""``run_search``: a Ray Tune experiment searching λ / ``s_init`` until a trial lands the target.
+
+The experiment is named after the spec's fingerprint and lives under ``storage_path``; running the
+same spec again resumes an interrupted experiment (``Tuner.restore``: finished trials are kept,
+unfinished ones continue from their last checkpoint, the searcher keeps its state) instead of
+starting over. On a multi-node cluster ``storage_path`` must be storage every node can reach (a
+shared filesystem mounted at the same path, or an object-store URI such as ``s3://bucket/path``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+
+from str_core.config import DataConfig
+from str_core.data import load_dataset
+from str_core.models import get_model_info
+from strsearch.spec import SearchSpec
+from workers.progress import ProgressRelay, SearchListener, listening
+from workers.result import SearchResult, TrialSummary
+from workers.searcher import SparsitySearcher
+from workers.trainable import train_trial
+
+DEFAULT_STORAGE = Path("runs") / "search"
+
+# Keeping one checkpoint per trial makes Tune snapshot the experiment after every epoch, which it
+# warns about as a possible bottleneck; at our epoch lengths the snapshot is cheap.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# Progress is ours to show (``listener``); Tune's newer console output prints its own banner even
+# at verbose=0, the legacy reporter stays silent.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+def experiment_name(spec: SearchSpec) -> str:
+    """A stable, readable experiment name: equal specs share it (and so resume each other)."""
+    target = f"{spec.target_sparsity:g}".replace(".", "p")
+    return f"{spec.model}-{spec.dataset}-{target}-{spec.fingerprint()}"
+
+
+def check_spec(spec: SearchSpec) -> None:
+    """Check what the spec's schema cannot: names in the registries and model/data compatibility.
+
+    Raises:
+        KeyError: unknown model or dataset (the message lists valid names).
+        ValueError: the model cannot take the dataset's inputs, or the data is missing/malformed.
+        FileNotFoundError: the dataset's folder does not exist.
+    """
+    info = get_model_info(spec.model)
+    data = load_dataset(
+        DataConfig(name=spec.dataset, root=spec.data_root, val_fraction=spec.val_fraction)
+    )
+    if len(info.input_shape) != len(data.input_shape):
+        raise ValueError(
+            f"model {spec.model!r} takes inputs shaped {info.input_shape} but dataset "
+            f"{spec.dataset!r} gives {data.input_shape}"
+        )
+
+
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Connect to Ray: ``address`` or ``RAY_ADDRESS`` joins a cluster, otherwise start locally."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+    if address is None:
+        kwargs |= {"include_dashboard": False, "num_cpus": num_cpus}
+    ray.init(address=address, **kwargs)
+
+
+def _storage_uri(storage_path: str | Path | None) -> str:
+    raw = str(storage_path or DEFAULT_STORAGE)
+    return raw if "://" in raw else str(Path(raw).expanduser().resolve())
+
+
+def run_search(
+    spec: SearchSpec,
+    *,
+    storage_path: str | Path | None = None,
+    address: str | None = None,
+    name: str | None = None,
+    resume: bool = True,
+    listener: SearchListener | None = None,
+) -> SearchResult:
+    """Search λ (and ``s_init``) with real STR training until a trial lands the target.
+
+    Args:
+        spec: the job.
+        storage_path: experiment storage (local folder, shared folder or ``scheme://`` URI).
+        address: Ray cluster to join; default ``RAY_ADDRESS`` or a local Ray.
+        name: experiment name; default :func:`experiment_name`.
+        resume: continue an unfinished experiment of the same name if there is one.
+        listener: receives trial events while the search runs (progress displays).
+
+    Returns:
+        Every trial's final metrics and budget, and the best landed trial.
+
+    Raises:
+        KeyError, ValueError, FileNotFoundError: from :func:`check_spec`.
+    """
+    check_spec(spec)
+    ensure_ray(address)
+    storage = _storage_uri(storage_path)
+    name = name or experiment_name(spec)
+    path = f"{storage}/{name}"
+    resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+    trainable = tune.with_resources(train_trial, resources)
+
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    else:
+        searcher = SparsitySearcher(
+            target=spec.target_sparsity,
+            tolerance=spec.tolerance,
+            lambda_range=(spec.search.lambda_min, spec.search.lambda_max),
+            s_inits=spec.search.s_init,
+            max_trials=spec.search.max_trials,
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"spec": spec.model_dump(mode="json")},
+            tune_config=tune.TuneConfig(
+                search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.parallel_trials),
+                metric="sparsity",
+                mode="max",
+                num_samples=spec.search.max_trials,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage,
+                callbacks=[ProgressRelay(name)],
+                verbose=0,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=1),
+            ),
+        )
+    with listening(name, listener):
+        grid = tuner.fit()
+    return summarise(spec, grid, path)
+
+
+def summarise(spec: SearchSpec, grid: tune.ResultGrid, path: str) -> SearchResult:
+    """Build the :class:`SearchResult` of a finished experiment."""
+    trials = []
+    for index in range(len(grid)):
+        result = grid[index]
+        metrics = dict(result.metrics or {})
+        trial_id = str(metrics.get("trial_id") or Path(result.path).name)
+        error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
+        trials.append(
+            TrialSummary.from_metrics(
+                trial_id,
+                result.config or {},
+                metrics,
+                target=spec.target_sparsity,
+                tolerance=spec.tolerance,
+                error=error,
+                path=result.path,
+            )
+        )
+    return SearchResult.from_trials(spec.target_sparsity, spec.tolerance, trials, path)

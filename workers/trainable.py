@@ -1,0 +1,59 @@
+"""The Ray Tune function trainable: one STR training run per trial.
+
+It trains with the str_core :class:`~str_core.train.Trainer` and reports every epoch through a
+trainer callback: ``tune.report`` with the epoch's metrics (accuracy, loss, sparsity, FLOPs, λ,
+``s_init``, per-layer sparsity and threshold) and the trainer's checkpoint. A trial that Ray
+restarts (node lost, experiment restored) continues from ``tune.get_checkpoint()`` instead of
+starting over; the trainer's resume is exact, so the result is the same as without the restart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from str_core.train import LAST_CHECKPOINT, Callback, EpochMetrics, Trainer, build_run
+from strsearch.spec import SearchSpec
+from workers.trial_config import trial_config
+
+
+class TuneReporter(Callback):
+    """Turns each finished epoch into a ``tune.report`` with a checkpoint."""
+
+    def __init__(self, checkpoint_dir: Path, extra: dict[str, float]) -> None:
+        self.checkpoint_dir = checkpoint_dir
+        self.extra = extra
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
+        report: dict[str, Any] = {**metrics.flat(), **self.extra, "epoch": metrics.epoch}
+        checkpoint = tune.Checkpoint.from_directory(str(self.checkpoint_dir))
+        tune.report(report, checkpoint=checkpoint)
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """Train one trial. ``config`` holds ``spec`` (a SearchSpec as JSON), ``weight_decay`` and
+    ``s_init``; the last two come from the searcher."""
+    spec = SearchSpec.model_validate(config["spec"])
+    weight_decay, s_init = float(config["weight_decay"]), float(config["s_init"])
+    trial = trial_config(spec, weight_decay=weight_decay, s_init=s_init)
+    torch.set_num_threads(max(1, int(spec.resources.cpus_per_trial)))
+
+    workdir = Path(tempfile.mkdtemp(prefix="strsearch-trial-"))
+    try:
+        restored = tune.get_checkpoint()
+        if restored is not None:
+            with restored.as_directory() as src:
+                shutil.copy(Path(src) / LAST_CHECKPOINT, workdir / LAST_CHECKPOINT)
+        run = build_run(trial.model, trial.data, trial.train, trial.str_config)
+        reporter = TuneReporter(workdir, {"weight_decay": weight_decay, "s_init": s_init})
+        trainer = Trainer(
+            run.model, trial.train, run.data, callbacks=[reporter], checkpoint_dir=workdir
+        )
+        trainer.fit(resume=restored is not None)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
