@@ -84,10 +84,36 @@ class SearchSettings(_Strict):
 
 
 class Resources(_Strict):
-    """What one trial needs."""
+    """What one trial needs.
 
-    cpus_per_trial: float = Field(1.0, gt=0, le=1024)
-    gpus_per_trial: float = Field(0.0, ge=0, le=64)
+    With ``workers_per_trial`` > 1 a trial trains data-parallel in that many processes, and
+    ``cpus_per_trial`` / ``gpus_per_trial`` are what *each* of them gets.
+    """
+
+    cpus_per_trial: float = Field(
+        1.0, gt=0, le=1024, description="CPUs of a trial (of each worker when data-parallel)."
+    )
+    gpus_per_trial: float = Field(
+        0.0, ge=0, le=64, description="GPUs of a trial (of each worker when data-parallel)."
+    )
+    workers_per_trial: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description=(
+            "Data-parallel processes of one trial (Ray Train; NCCL on GPUs, gloo on CPUs). The "
+            "batch size stays the global batch and must be a multiple of this number."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _whole_gpus_when_parallel(self) -> Resources:
+        if self.workers_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+            raise ValueError(
+                "gpus_per_trial must be a whole number when workers_per_trial > 1 "
+                "(two workers must not share a GPU)"
+            )
+        return self
 
 
 class SearchSpec(_Strict):
@@ -111,6 +137,11 @@ class SearchSpec(_Strict):
         low, high = self.target_sparsity - self.tolerance, self.target_sparsity + self.tolerance
         if low <= 0 or high >= 1:
             raise ValueError("target_sparsity ± tolerance must lie inside (0, 1)")
+        if self.training.batch_size % self.resources.workers_per_trial:
+            raise ValueError(
+                "training.batch_size (the global batch) must be a multiple of "
+                "resources.workers_per_trial"
+            )
         return self
 
     def fingerprint(self) -> str:

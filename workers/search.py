@@ -21,6 +21,7 @@ from str_core.config import DataConfig
 from str_core.data import load_dataset
 from str_core.models import get_model_info
 from strsearch.spec import SearchSpec
+from workers.data_parallel import trial_resources
 from workers.progress import ProgressRelay, SearchListener, listening
 from workers.result import SearchResult, TrialSummary
 from workers.searcher import SparsitySearcher
@@ -107,8 +108,7 @@ def run_search(
     storage = _storage_uri(storage_path)
     name = name or experiment_name(spec)
     path = f"{storage}/{name}"
-    resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
-    trainable = tune.with_resources(train_trial, resources)
+    trainable = tune.with_resources(train_trial, trial_resources(spec.resources))
 
     if resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
@@ -128,7 +128,8 @@ def run_search(
                 metric="sparsity",
                 mode="max",
                 num_samples=spec.search.max_trials,
-                reuse_actors=True,
+                # a data-parallel trial's actor owns its Ray Train run: never hand it on
+                reuse_actors=spec.resources.workers_per_trial == 1,
             ),
             run_config=tune.RunConfig(
                 name=name,

@@ -193,6 +193,9 @@ class SparsitySearcher(Searcher):
             raise ValueError(f"max_failures must be at least 1, got {max_failures}")
         self._band = band
         self._limits = limits
+        self._floor = float(lambda_floor)
+        self._ceiling = float(lambda_ceiling)
+        self._metric = metric  # Searcher's own attribute, behind the ``metric`` property
         self._s_inits = inits
         self._max_trials = max_trials
         self._metric_key = metric
@@ -246,7 +249,8 @@ class SparsitySearcher(Searcher):
             decision = self._decide(lane)
             if decision.kind == "propose":
                 assert decision.x is not None
-                trial = _Trial(trial_id, lane, _round(math.exp(decision.x)))
+                lam = min(max(_round(math.exp(decision.x)), self._floor), self._ceiling)
+                trial = _Trial(trial_id, lane, lam)
                 self._trials[trial_id] = trial
                 self._next_lane = (lane + 1) % n
                 return self._suggestion(trial)
@@ -389,27 +393,34 @@ class SparsitySearcher(Searcher):
         try:
             config = dict(state["config"])
             config["lambda_range"] = tuple(config["lambda_range"])
+            lanes = len(config["s_inits"])
             trials = [_Trial(**t) for t in state["trials"]]
             completed = [str(t) for t in state["completed"]]
             next_lane = int(state["next_lane"])
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"malformed searcher state: {e}") from e
+        ids = {t.trial_id for t in trials}
+        finished = {t.trial_id for t in trials if t.status != "pending"}
+        if len(ids) != len(trials) or len(set(completed)) != len(completed):
+            raise ValueError("malformed searcher state: repeated trial ids")
+        if set(completed) != finished:
+            raise ValueError("malformed searcher state: completed trials do not match statuses")
+        for t in trials:
+            if not 0 <= t.lane < lanes or t.status not in _STATUSES:
+                raise ValueError(f"malformed searcher state: trial {t.trial_id} lane or status")
+            if _finite(t.weight_decay) is None or not t.weight_decay > 0:
+                raise ValueError(f"malformed searcher state: trial {t.trial_id} weight_decay")
         if json.loads(json.dumps(self._config)) != state["config"]:
             logger.warning(
                 "restoring a searcher built with another configuration; using the saved one"
             )
-        self._configure(**config)
-        ids = {t.trial_id for t in trials}
-        if len(ids) != len(trials) or not set(completed) <= ids:
-            raise ValueError("malformed searcher state: repeated or unknown trial ids")
-        for t in trials:
-            if not 0 <= t.lane < len(self._s_inits) or t.status not in _STATUSES:
-                raise ValueError(f"malformed searcher state: trial {t.trial_id} lane or status")
-            if _finite(t.weight_decay) is None or not t.weight_decay > 0:
-                raise ValueError(f"malformed searcher state: trial {t.trial_id} weight_decay")
+        try:
+            self._configure(**config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"malformed searcher state: {e}") from e
         self._trials = {t.trial_id: t for t in trials}
         self._completed = completed
-        self._next_lane = next_lane % len(self._s_inits)
+        self._next_lane = next_lane % lanes
 
     def get_state(self) -> dict[str, Any]:
         """Same as :meth:`state_dict` (Ray's name)."""

@@ -14,11 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
 from str_core.train import LAST_CHECKPOINT, Callback, EpochMetrics, Trainer, build_run
 from strsearch.spec import SearchSpec
+from workers.data_parallel import train_trial_data_parallel
 from workers.trial_config import trial_config
 
 
@@ -30,15 +32,24 @@ class TuneReporter(Callback):
         self.extra = extra
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
-        report: dict[str, Any] = {**metrics.flat(), **self.extra, "epoch": metrics.epoch}
+        report: dict[str, Any] = {
+            **metrics.flat(),
+            **self.extra,
+            "epoch": metrics.epoch,
+            "node_id": ray.get_runtime_context().get_node_id(),
+        }
         checkpoint = tune.Checkpoint.from_directory(str(self.checkpoint_dir))
         tune.report(report, checkpoint=checkpoint)
 
 
 def train_trial(config: dict[str, Any]) -> None:
     """Train one trial. ``config`` holds ``spec`` (a SearchSpec as JSON), ``weight_decay`` and
-    ``s_init``; the last two come from the searcher."""
+    ``s_init``; the last two come from the searcher. With ``resources.workers_per_trial`` > 1
+    the trial trains data-parallel with Ray Train (:mod:`workers.data_parallel`)."""
     spec = SearchSpec.model_validate(config["spec"])
+    if spec.resources.workers_per_trial > 1:
+        train_trial_data_parallel(config)
+        return
     weight_decay, s_init = float(config["weight_decay"]), float(config["s_init"])
     trial = trial_config(spec, weight_decay=weight_decay, s_init=s_init)
     torch.set_num_threads(max(1, int(spec.resources.cpus_per_trial)))

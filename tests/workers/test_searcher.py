@@ -581,6 +581,9 @@ def test_restore_uses_the_saved_configuration(
         lambda s: s["trials"][0].update(weight_decay=-1.0),
         lambda s: s["trials"][0].update(colour="red"),
         lambda s: s["completed"].append("nobody"),
+        lambda s: s["completed"].clear(),
+        lambda s: s["config"].update(colour="red"),
+        lambda s: s["config"].update(target=2.0),
     ],
 )
 def test_malformed_state_is_refused(damage: Callable[[dict[str, Any]], object]) -> None:

@@ -169,7 +169,7 @@ def test_fused_and_generic_paths_agree_with_the_reference(
     fused: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The single-pass CPU kernels and the generic form (used on accelerators) are both exact."""
-    import str_core.layers.threshold as threshold
+    from str_core.layers import threshold
 
     monkeypatch.setattr(threshold, "_fused_scalar", lambda weight, t: fused)
     w = _weight((6, 3, 3, 3))

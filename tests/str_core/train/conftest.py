@@ -9,9 +9,8 @@ from torch.utils.data import TensorDataset
 from str_core.data import DatasetSplits
 
 
-@pytest.fixture
-def blobs() -> DatasetSplits:
-    """A tiny separable 3-class problem (shape (1, 4, 4)) for fast mechanical tests."""
+def make_blobs() -> DatasetSplits:
+    """A tiny separable 3-class problem (shape (1, 4, 4)): 64 train, 16 val, 16 test examples."""
     gen = torch.Generator().manual_seed(0)
     y = torch.arange(96) % 3
     x = torch.randn(96, 1, 4, 4, generator=gen) * 0.5 + y.view(-1, 1, 1, 1).float()
@@ -19,6 +18,12 @@ def blobs() -> DatasetSplits:
     val = TensorDataset(x[64:80], y[64:80])
     test = TensorDataset(x[80:], y[80:])
     return DatasetSplits("blobs", train, val, test, num_classes=3, input_shape=(1, 4, 4))
+
+
+@pytest.fixture
+def blobs() -> DatasetSplits:
+    """A tiny separable 3-class problem (shape (1, 4, 4)) for fast mechanical tests."""
+    return make_blobs()
 
 
 class TinyNet(torch.nn.Module):
