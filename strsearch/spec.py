@@ -73,6 +73,15 @@ class SearchSettings(_Strict):
     max_trials: int = Field(12, ge=1, le=500)
     parallel_trials: int = Field(2, ge=1, le=256)
     seed: int = Field(0, ge=0, description="Training seed of every trial.")
+    early_stopping: bool = Field(
+        False,
+        description=(
+            "Stop a trial once its sparsity can no longer land in the tolerance band "
+            "(workers/early_stop.py; margins measured on the built-in CNNs). Off by default: "
+            "the searcher does not yet use a stopped trial's partial sparsity, so stopping "
+            "saved no epochs in a real search (docs/benchmarks.md, Early stopping)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _bracket_ordered(self) -> SearchSettings:

@@ -1,4 +1,4 @@
-"""A local Ray for the worker tests (2 CPUs, no dashboard), shared by the whole session."""
+"""Fixtures shared by the whole suite: a local Ray (2 CPUs, no dashboard), started once."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ a 2-worker trial at 1 CPU each fits on a 2-CPU machine.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 import threading
@@ -53,6 +54,7 @@ from ray.util.queue import Empty, Queue
 
 from str_core.train import LAST_CHECKPOINT, Callback, EpochMetrics, Trainer, build_run
 from strsearch.spec import Resources, SearchSpec
+from workers.early_stop import BandStopRule
 from workers.trial_config import trial_config
 
 DRIVER_RESOURCES: dict[str, float] = {"cpu": 0.0, "gpu": 0.0, "memory": float(2**20)}
@@ -62,6 +64,11 @@ RUN_NAME = "train"
 """Folder of the Ray Train run inside the Tune trial folder (scratch, see the module docstring)."""
 
 _POLL_S = 0.5
+
+HEALTH_CHECK_INTERVAL_S = "0.5"
+"""Seconds between the Train controller's polls of its workers (Ray's default is 2). Reports are
+collected at the poll, so every epoch would otherwise wait up to 2 s. The environment variable
+``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`` overrides it."""
 
 
 def trial_resources(resources: Resources) -> dict[str, float]:
@@ -75,11 +82,19 @@ def trial_resources(resources: Resources) -> dict[str, float]:
 # ------------------------------------------------------------------------------------- workers
 class TrainReporter(Callback):
     """On every rank: turns each finished epoch into a ``ray.train.report`` (rank 0 attaches the
-    checkpoint; the report is a barrier, so every rank must call it)."""
+    checkpoint; the report is a barrier, so every rank must call it).
 
-    def __init__(self, checkpoint_dir: Path, extra: dict[str, float]) -> None:
+    The report is the single-process one (:class:`workers.trainable.TuneReporter`) plus
+    ``world_size``; with a ``rule``, ``band_stop`` and the stop request work the same way (every
+    rank sees the same metrics, so every rank takes the same decision).
+    """
+
+    def __init__(
+        self, checkpoint_dir: Path, extra: dict[str, float], rule: BandStopRule | None = None
+    ) -> None:
         self.checkpoint_dir = checkpoint_dir
         self.extra = extra
+        self.rule = rule
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         report: dict[str, Any] = {
@@ -89,6 +104,12 @@ class TrainReporter(Callback):
             "world_size": trainer.world_size,
             "node_id": ray.get_runtime_context().get_node_id(),
         }
+        sparsity = report.get("sparsity")
+        if self.rule is not None and isinstance(sparsity, int | float):
+            decision = self.rule.decide(metrics.epoch, sparsity)
+            if decision is not None:
+                report["band_stop"] = decision
+                trainer.request_stop()
         checkpoint = None
         if trainer.rank == 0:
             checkpoint = ray.train.Checkpoint.from_directory(str(self.checkpoint_dir))
@@ -111,7 +132,10 @@ def train_worker(config: dict[str, Any]) -> None:
             with restore.as_directory() as src:
                 shutil.copy(Path(src) / LAST_CHECKPOINT, workdir / LAST_CHECKPOINT)
         run = build_run(trial.model, trial.data, train_cfg, trial.str_config)
-        reporter = TrainReporter(workdir, {"weight_decay": weight_decay, "s_init": s_init})
+        rule = None
+        if spec.search.early_stopping:
+            rule = BandStopRule(spec.target_sparsity, spec.tolerance, train_cfg.epochs)
+        reporter = TrainReporter(workdir, {"weight_decay": weight_decay, "s_init": s_init}, rule)
         trainer = Trainer(
             run.model, train_cfg, run.data, callbacks=[reporter], checkpoint_dir=workdir
         )
@@ -206,6 +230,8 @@ def train_trial_data_parallel(config: dict[str, Any]) -> None:
         raise RuntimeError("data-parallel trials need Ray Train V2 (unset RAY_TRAIN_V2_ENABLED)")
     spec = SearchSpec.model_validate(config["spec"])
     res = spec.resources
+    # this process is the trial's alone (no actor reuse); Train passes the value to its controller
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
     use_gpu = res.gpus_per_trial > 0
     per_worker = {"CPU": res.cpus_per_trial} | ({"GPU": res.gpus_per_trial} if use_gpu else {})
     storage = tune.get_context().get_storage()

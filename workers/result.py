@@ -19,7 +19,8 @@ class TrialSummary:
 
     ``status`` is ``landed`` when the final sparsity is within tolerance of the target, ``above`` or
     ``below`` when it missed on that side, and ``failed`` when the trial raised or reported no
-    usable sparsity.
+    usable sparsity. ``band_stop`` is set when early stopping ended the trial (its side); then
+    ``epochs`` counts the epochs actually run.
     """
 
     trial_id: str
@@ -36,6 +37,7 @@ class TrialSummary:
     thresholds: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     path: str | None = None
+    band_stop: str | None = None
 
     @classmethod
     def from_metrics(
@@ -80,6 +82,7 @@ class TrialSummary:
             thresholds=_per_layer(metrics, "threshold/"),
             error=error,
             path=path,
+            band_stop=band_stop if isinstance(band_stop := metrics.get("band_stop"), str) else None,
         )
 
 

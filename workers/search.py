@@ -10,6 +10,7 @@ shared filesystem mounted at the same path, or an object-store URI such as ``s3:
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,8 @@ def run_search(
         storage_path: experiment storage (local folder, shared folder or ``scheme://`` URI).
         address: Ray cluster to join; default ``RAY_ADDRESS`` or a local Ray.
         name: experiment name; default :func:`experiment_name`.
-        resume: continue an unfinished experiment of the same name if there is one.
+        resume: continue an unfinished experiment of the same name if there is one; with
+            ``False`` a fresh experiment starts (named with a timestamp if the name is taken).
         listener: receives trial events while the search runs (progress displays).
 
     Returns:
@@ -107,6 +109,9 @@ def run_search(
     ensure_ray(address)
     storage = _storage_uri(storage_path)
     name = name or experiment_name(spec)
+    if not resume and tune.Tuner.can_restore(f"{storage}/{name}"):
+        # never mix a fresh experiment's trials into an earlier one's folder
+        name = f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     path = f"{storage}/{name}"
     trainable = tune.with_resources(train_trial, trial_resources(spec.resources))
 

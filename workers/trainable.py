@@ -21,15 +21,23 @@ from ray import tune
 from str_core.train import LAST_CHECKPOINT, Callback, EpochMetrics, Trainer, build_run
 from strsearch.spec import SearchSpec
 from workers.data_parallel import train_trial_data_parallel
+from workers.early_stop import BandStopRule
 from workers.trial_config import trial_config
 
 
 class TuneReporter(Callback):
-    """Turns each finished epoch into a ``tune.report`` with a checkpoint."""
+    """Turns each finished epoch into a ``tune.report`` with a checkpoint.
 
-    def __init__(self, checkpoint_dir: Path, extra: dict[str, float]) -> None:
+    With a ``rule``, an epoch after which the trial can no longer land in the band reports
+    ``band_stop: "above" | "below"`` and asks the trainer to stop (the trial then ends normally).
+    """
+
+    def __init__(
+        self, checkpoint_dir: Path, extra: dict[str, float], rule: BandStopRule | None = None
+    ) -> None:
         self.checkpoint_dir = checkpoint_dir
         self.extra = extra
+        self.rule = rule
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         report: dict[str, Any] = {
@@ -38,6 +46,12 @@ class TuneReporter(Callback):
             "epoch": metrics.epoch,
             "node_id": ray.get_runtime_context().get_node_id(),
         }
+        sparsity = report.get("sparsity")
+        if self.rule is not None and isinstance(sparsity, int | float):
+            decision = self.rule.decide(metrics.epoch, sparsity)
+            if decision is not None:
+                report["band_stop"] = decision
+                trainer.request_stop()
         checkpoint = tune.Checkpoint.from_directory(str(self.checkpoint_dir))
         tune.report(report, checkpoint=checkpoint)
 
@@ -61,7 +75,10 @@ def train_trial(config: dict[str, Any]) -> None:
             with restored.as_directory() as src:
                 shutil.copy(Path(src) / LAST_CHECKPOINT, workdir / LAST_CHECKPOINT)
         run = build_run(trial.model, trial.data, trial.train, trial.str_config)
-        reporter = TuneReporter(workdir, {"weight_decay": weight_decay, "s_init": s_init})
+        rule = None
+        if spec.search.early_stopping:
+            rule = BandStopRule(spec.target_sparsity, spec.tolerance, trial.train.epochs)
+        reporter = TuneReporter(workdir, {"weight_decay": weight_decay, "s_init": s_init}, rule)
         trainer = Trainer(
             run.model, trial.train, run.data, callbacks=[reporter], checkpoint_dir=workdir
         )

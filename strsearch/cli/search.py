@@ -30,7 +30,18 @@ def search(
     gpus_per_trial: Annotated[
         float | None, typer.Option(help="GPUs per trial (default 0).")
     ] = None,
+    workers_per_trial: Annotated[
+        int | None,
+        typer.Option(help="Data-parallel workers per trial (Ray Train; default 1)."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed of every trial.")] = None,
+    early_stopping: Annotated[
+        bool | None,
+        typer.Option(
+            "--early-stopping/--no-early-stopping",
+            help="Stop trials that can no longer land in the band (default off).",
+        ),
+    ] = None,
     data_root: Annotated[Path | None, typer.Option(help="Folder of a disk dataset.")] = None,
     spec_file: Annotated[
         Path | None,
@@ -71,8 +82,13 @@ def search(
                 "lambda_min": lambda_min,
                 "lambda_max": lambda_max,
                 "seed": seed,
+                "early_stopping": early_stopping,
             },
-            "resources": {"cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial},
+            "resources": {
+                "cpus_per_trial": cpus_per_trial,
+                "gpus_per_trial": gpus_per_trial,
+                "workers_per_trial": workers_per_trial,
+            },
         }
         for section, values in sections.items():
             given = {k: v for k, v in values.items() if v is not None}

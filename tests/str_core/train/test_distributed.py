@@ -4,6 +4,7 @@ global batch, plus the sharding helpers."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import shutil
 import socket
 from pathlib import Path
@@ -81,54 +82,63 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _runs(rank: int, out: Path) -> dict[str, Any]:
+    """The runs of one rank (its trainers, and their DDP wrappers, die when this returns)."""
+    data = make_blobs()
+    results: dict[str, Any] = {}
+
+    rec = Recorder()
+    trainer = Trainer(
+        _plain_str_net(), CFG, data, callbacks=[rec], checkpoint_dir=out / f"ckpt{rank}"
+    )
+    result = trainer.fit()
+    results["plain"] = {
+        "state": trainer.model.state_dict(),
+        "scalars": _scalars(rec.metrics),
+        "losses": rec.losses,
+        "checkpoint": result.checkpoint,
+        "world_size": trainer.world_size,
+        "steps_per_epoch": trainer.steps_per_epoch,
+    }
+
+    # every rank resumes from rank 0's checkpoint, copied into its own folder
+    resume_dir = out / f"resume{rank}"
+    resume_dir.mkdir()
+    shutil.copy(out / "ckpt0" / LAST_CHECKPOINT, resume_dir / LAST_CHECKPOINT)
+    resumed = Trainer(
+        _plain_str_net(), dataclasses.replace(CFG, epochs=3), data, checkpoint_dir=resume_dir
+    )
+    history = resumed.fit(resume=True).history
+    results["resumed"] = {"state": resumed.model.state_dict(), "epochs": len(history)}
+
+    # batch norm: buffers are taken from rank 0; a stop asked by rank 1 alone stops both
+    torch.manual_seed(0)
+    bn_rec = Recorder(stop_rank=1)
+    bn = Trainer(TinyNet(), dataclasses.replace(CFG, epochs=3), data, callbacks=[bn_rec])
+    bn.fit()
+    results["bn"] = {"state": bn.model.state_dict(), "epochs": len(bn_rec.metrics)}
+
+    try:
+        Trainer(_plain_str_net(), dataclasses.replace(CFG, batch_size=33), data)
+    except ValueError as exc:
+        results["indivisible"] = str(exc)
+    return results
+
+
 def _rank_main(rank: int, world: int, port: int, out_dir: str) -> None:
-    """One rank: the runs below, results saved to ``out_dir/rank{rank}.pt``."""
+    """One rank: :func:`_runs`, results saved to ``out_dir/rank{rank}.pt``."""
     out = Path(out_dir)
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
     try:
-        data = make_blobs()
-        results: dict[str, Any] = {}
-
-        rec = Recorder()
-        trainer = Trainer(
-            _plain_str_net(), CFG, data, callbacks=[rec], checkpoint_dir=out / f"ckpt{rank}"
-        )
-        result = trainer.fit()
-        results["plain"] = {
-            "state": trainer.model.state_dict(),
-            "scalars": _scalars(rec.metrics),
-            "losses": rec.losses,
-            "checkpoint": result.checkpoint,
-            "world_size": trainer.world_size,
-            "steps_per_epoch": trainer.steps_per_epoch,
-        }
-
-        # every rank resumes from rank 0's checkpoint, copied into its own folder
-        resume_dir = out / f"resume{rank}"
-        resume_dir.mkdir()
-        shutil.copy(out / "ckpt0" / LAST_CHECKPOINT, resume_dir / LAST_CHECKPOINT)
-        resumed = Trainer(
-            _plain_str_net(), dataclasses.replace(CFG, epochs=3), data, checkpoint_dir=resume_dir
-        )
-        history = resumed.fit(resume=True).history
-        results["resumed"] = {"state": resumed.model.state_dict(), "epochs": len(history)}
-
-        # batch norm: buffers are taken from rank 0; a stop asked by rank 1 alone stops both
-        torch.manual_seed(0)
-        bn_rec = Recorder(stop_rank=1)
-        bn = Trainer(TinyNet(), dataclasses.replace(CFG, epochs=3), data, callbacks=[bn_rec])
-        bn.fit()
-        results["bn"] = {"state": bn.model.state_dict(), "epochs": len(bn_rec.metrics)}
-
-        try:
-            Trainer(_plain_str_net(), dataclasses.replace(CFG, batch_size=33), data)
-        except ValueError as exc:
-            results["indivisible"] = str(exc)
-        torch.save(results, out / f"rank{rank}.pt")
+        torch.save(_runs(rank, out), out / f"rank{rank}.pt")
     finally:
+        # no DDP wrapper may outlive the group, and rank 0 (the store) must not leave first:
+        # otherwise gloo's threads can abort the process on exit
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -200,14 +210,16 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(
     assert not torch.equal(state["fc.weight"], _plain_str_net().state_dict()["fc.weight"])
 
 
-def test_every_rank_resumes_from_the_checkpoint(
-    ranks: Ranks,
-) -> None:
+def test_every_rank_resumes_from_the_checkpoint(ranks: Ranks, tmp_path: Path) -> None:
     r0, r1, _ = ranks
     assert r0["resumed"]["epochs"] == r1["resumed"]["epochs"] == 3
     _assert_states_equal(r0["resumed"]["state"], r1["resumed"]["state"])
-    state, _ = _single_process(epochs=3)
-    for key, value in state.items():
+    # the same two steps in one process: 2 epochs, then 1 more from the checkpoint
+    Trainer(_plain_str_net(), CFG, make_blobs(), checkpoint_dir=tmp_path).fit()
+    net = _plain_str_net()
+    more = dataclasses.replace(CFG, epochs=3)
+    Trainer(net, more, make_blobs(), checkpoint_dir=tmp_path).fit(resume=True)
+    for key, value in net.state_dict().items():
         torch.testing.assert_close(r0["resumed"]["state"][key], value, rtol=1e-4, atol=1e-6)
 
 

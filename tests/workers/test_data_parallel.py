@@ -1,0 +1,136 @@
+"""A search trial trained data-parallel by Ray Train (2 gloo workers on the local Ray)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from str_core.train import LAST_CHECKPOINT
+from strsearch.spec import Resources, SearchSpec
+from workers import experiment_name, run_search
+from workers.data_parallel import DRIVER_RESOURCES, RUN_NAME, trial_resources
+
+SPEC = {
+    "model": "digits_cnn",
+    "dataset": "digits",
+    "target_sparsity": 0.8,
+    "tolerance": 0.01,
+    "training": {"epochs": 3},
+    "search": {"max_trials": 1, "parallel_trials": 1, "lambda_min": 1e-3, "lambda_max": 5e-2},
+    "resources": {"cpus_per_trial": 1, "workers_per_trial": 2},
+}
+
+
+class Results:
+    def __init__(self) -> None:
+        self.results: list[dict[str, Any]] = []
+        self.finished: list[bool] = []
+
+    def trial_started(self, trial_id: str, config: dict[str, Any]) -> None:
+        pass
+
+    def trial_result(self, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
+        self.results.append(result)
+
+    def trial_finished(self, trial_id: str, config: dict[str, Any], failed: bool) -> None:
+        self.finished.append(failed)
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_data_parallel_trial_with_2_workers(tmp_path: Path) -> None:
+    spec = SearchSpec.parse(SPEC)
+    listener = Results()
+    result = run_search(spec, storage_path=tmp_path, listener=listener)
+
+    assert listener.finished == [False]
+    (trial,) = result.trials
+    assert trial.status != "failed", trial.error
+    assert trial.epochs == 3
+    assert trial.sparsity is not None and 0 < trial.sparsity < 1
+    assert trial.val_acc is not None and trial.val_acc > 0.5
+    assert set(trial.budget) == {"features.0.conv", "features.1.conv", "features.3.conv", "fc"}
+    # every epoch reached Tune (and the searcher) with what a single-process trial reports
+    assert [r["epoch"] for r in listener.results] == [1, 2, 3]
+    for report in listener.results:
+        assert report["world_size"] == 2  # two processes trained it
+        assert 0 <= report["sparsity"] <= 1 and 0 <= report["val_acc"] <= 1
+        assert report["weight_decay"] == trial.weight_decay
+        assert "sparsity/fc" in report and "threshold/fc" in report
+    assert listener.results[-1]["sparsity"] == trial.sparsity
+    # the Tune trial holds the last checkpoint; the Train run's scratch folder is gone
+    assert trial.path is not None
+    trial_dir = Path(trial.path)
+    (checkpoint,) = trial_dir.glob("checkpoint_*")
+    state = torch.load(checkpoint / LAST_CHECKPOINT, weights_only=True)
+    assert state["epoch"] == 3 and len(state["history"]) == 3
+    assert not (trial_dir / RUN_NAME).exists()
+
+
+def test_resources_of_a_data_parallel_trial() -> None:
+    single = Resources(cpus_per_trial=2, gpus_per_trial=1)
+    assert trial_resources(single) == {"cpu": 2, "gpu": 1}
+    parallel = Resources(cpus_per_trial=2, gpus_per_trial=1, workers_per_trial=4)
+    assert trial_resources(parallel) == DRIVER_RESOURCES  # the workers reserve theirs
+    assert DRIVER_RESOURCES["cpu"] == 0 and DRIVER_RESOURCES["gpu"] == 0
+
+
+RUNNER = """
+import json, sys
+from strsearch.spec import SearchSpec
+from workers import run_search
+result = run_search(SearchSpec.model_validate_json(sys.argv[1]), storage_path=sys.argv[2])
+print("RESULT " + json.dumps(result.to_dict()))
+"""
+
+
+def _reported_epochs(experiment: Path) -> list[int]:
+    epochs: list[int] = []
+    for result_file in experiment.glob("*/result.json"):
+        lines = result_file.read_text().strip().splitlines()
+        epochs += [int(json.loads(line)["epoch"]) for line in lines if line]
+    return epochs
+
+
+@pytest.mark.slow
+def test_an_interrupted_data_parallel_trial_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    epochs = 8
+    spec = SearchSpec.parse({**SPEC, "training": {"epochs": epochs}})
+    experiment = tmp_path / experiment_name(spec)
+    env = {**os.environ, "RAY_ADDRESS": "", "PYTHONUNBUFFERED": "1"}
+    args = [sys.executable, "-c", RUNNER, spec.model_dump_json(), str(tmp_path)]
+
+    log = tmp_path / "first.log"
+    with log.open("wb") as out:
+        first = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 240
+    while max(_reported_epochs(experiment), default=0) < 2 and time.monotonic() < deadline:
+        assert first.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # driver, Tune trial, Train controller and workers
+    first.wait()
+    before = _reported_epochs(experiment)
+    assert 2 <= max(before) < epochs, before
+
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    line = next(x for x in second.stdout.splitlines() if x.startswith("RESULT "))
+    (trial,) = json.loads(line.removeprefix("RESULT "))["trials"]
+    assert trial["status"] != "failed", trial
+    assert trial["epochs"] == epochs
+    after = _reported_epochs(experiment)
+    # the restarted trial went on from its checkpoint: epoch 1 was trained once, and every epoch
+    # after the kill was reported (one epoch may repeat: the one in flight at the kill)
+    assert after.count(1) == 1, after
+    assert set(after) == set(range(1, epochs + 1)), after
+    assert len(after) <= epochs + 1, after
