@@ -55,6 +55,7 @@ from ray.util.queue import Empty, Queue
 from str_core.train import LAST_CHECKPOINT, Callback, EpochMetrics, Trainer, build_run
 from strsearch.spec import Resources, SearchSpec
 from workers.early_stop import BandStopRule
+from workers.reporting import epoch_report
 from workers.trial_config import trial_config
 
 DRIVER_RESOURCES: dict[str, float] = {"cpu": 0.0, "gpu": 0.0, "memory": float(2**20)}
@@ -84,9 +85,8 @@ class TrainReporter(Callback):
     """On every rank: turns each finished epoch into a ``ray.train.report`` (rank 0 attaches the
     checkpoint; the report is a barrier, so every rank must call it).
 
-    The report is the single-process one (:class:`workers.trainable.TuneReporter`) plus
-    ``world_size``; with a ``rule``, ``band_stop`` and the stop request work the same way (every
-    rank sees the same metrics, so every rank takes the same decision).
+    The report is the single-process one (:func:`workers.reporting.epoch_report`), early-stop
+    decision included.
     """
 
     def __init__(
@@ -97,19 +97,7 @@ class TrainReporter(Callback):
         self.rule = rule
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
-        report: dict[str, Any] = {
-            **metrics.flat(),
-            **self.extra,
-            "epoch": metrics.epoch,
-            "world_size": trainer.world_size,
-            "node_id": ray.get_runtime_context().get_node_id(),
-        }
-        sparsity = report.get("sparsity")
-        if self.rule is not None and isinstance(sparsity, int | float):
-            decision = self.rule.decide(metrics.epoch, sparsity)
-            if decision is not None:
-                report["band_stop"] = decision
-                trainer.request_stop()
+        report = epoch_report(trainer, metrics, self.extra, self.rule)
         checkpoint = None
         if trainer.rank == 0:
             checkpoint = ray.train.Checkpoint.from_directory(str(self.checkpoint_dir))

@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import ray
 import torch
 from ray import tune
 
@@ -22,6 +21,7 @@ from str_core.train import LAST_CHECKPOINT, Callback, EpochMetrics, Trainer, bui
 from strsearch.spec import SearchSpec
 from workers.data_parallel import train_trial_data_parallel
 from workers.early_stop import BandStopRule
+from workers.reporting import epoch_report
 from workers.trial_config import trial_config
 
 
@@ -40,18 +40,7 @@ class TuneReporter(Callback):
         self.rule = rule
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
-        report: dict[str, Any] = {
-            **metrics.flat(),
-            **self.extra,
-            "epoch": metrics.epoch,
-            "node_id": ray.get_runtime_context().get_node_id(),
-        }
-        sparsity = report.get("sparsity")
-        if self.rule is not None and isinstance(sparsity, int | float):
-            decision = self.rule.decide(metrics.epoch, sparsity)
-            if decision is not None:
-                report["band_stop"] = decision
-                trainer.request_stop()
+        report = epoch_report(trainer, metrics, self.extra, self.rule)
         checkpoint = tune.Checkpoint.from_directory(str(self.checkpoint_dir))
         tune.report(report, checkpoint=checkpoint)
 

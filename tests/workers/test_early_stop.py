@@ -148,6 +148,7 @@ def test_reporter_marks_and_stops(monkeypatch: pytest.MonkeyPatch) -> None:
 
     class FakeTrainer:
         stopped = False
+        world_size = 1
 
         def request_stop(self) -> None:
             self.stopped = True
