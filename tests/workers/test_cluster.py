@@ -23,17 +23,10 @@ from pathlib import Path
 import pytest
 
 from strsearch.spec import SearchSpec
+from tests.workers.search_driver import run_driver
 from workers import experiment_name
 
 RAY = str(Path(sys.executable).with_name("ray"))
-
-DRIVER = """
-import json, sys
-from strsearch.spec import SearchSpec
-from workers import run_search
-result = run_search(SearchSpec.model_validate_json(sys.argv[1]), storage_path=sys.argv[2])
-print("RESULT " + json.dumps(result.to_dict()))
-"""
 
 
 def _free_port() -> int:
@@ -85,12 +78,7 @@ def test_search_runs_trials_on_both_nodes(two_node_cluster: dict[str, str], tmp_
                        "lambda_max": 5e-2},
         }
     )  # fmt: skip
-    out = subprocess.run(
-        [sys.executable, "-c", DRIVER, spec.model_dump_json(), str(tmp_path)],
-        env=two_node_cluster, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    result = json.loads(next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))[7:])
+    result = run_driver(spec, tmp_path, two_node_cluster)
     assert len(result["trials"]) >= 2
     assert all(t["status"] != "failed" for t in result["trials"]), result["trials"]
 

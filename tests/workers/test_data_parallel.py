@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +11,7 @@ import torch
 
 from str_core.train import LAST_CHECKPOINT
 from strsearch.spec import Resources, SearchSpec
+from tests.workers.search_driver import kill_driver_when, local_env, run_driver
 from workers import experiment_name, run_search
 from workers.data_parallel import DRIVER_RESOURCES, RUN_NAME, trial_resources
 
@@ -83,15 +79,6 @@ def test_resources_of_a_data_parallel_trial() -> None:
     assert DRIVER_RESOURCES["cpu"] == 0 and DRIVER_RESOURCES["gpu"] == 0
 
 
-RUNNER = """
-import json, sys
-from strsearch.spec import SearchSpec
-from workers import run_search
-result = run_search(SearchSpec.model_validate_json(sys.argv[1]), storage_path=sys.argv[2])
-print("RESULT " + json.dumps(result.to_dict()))
-"""
-
-
 def _reported_epochs(experiment: Path) -> list[int]:
     epochs: list[int] = []
     for result_file in experiment.glob("*/result.json"):
@@ -105,27 +92,12 @@ def test_an_interrupted_data_parallel_trial_resumes_from_its_checkpoint(tmp_path
     epochs = 8
     spec = SearchSpec.parse({**SPEC, "training": {"epochs": epochs}})
     experiment = tmp_path / experiment_name(spec)
-    env = {**os.environ, "RAY_ADDRESS": "", "PYTHONUNBUFFERED": "1"}
-    args = [sys.executable, "-c", RUNNER, spec.model_dump_json(), str(tmp_path)]
-
-    log = tmp_path / "first.log"
-    with log.open("wb") as out:
-        first = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + 240
-    while max(_reported_epochs(experiment), default=0) < 2 and time.monotonic() < deadline:
-        assert first.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)  # driver, Tune trial, Train controller and workers
-    first.wait()
+    kill_driver_when(spec, tmp_path, lambda: max(_reported_epochs(experiment), default=0) >= 2)
     before = _reported_epochs(experiment)
     assert 2 <= max(before) < epochs, before
 
-    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    line = next(x for x in second.stdout.splitlines() if x.startswith("RESULT "))
-    (trial,) = json.loads(line.removeprefix("RESULT "))["trials"]
+    result = run_driver(spec, tmp_path, local_env())
+    (trial,) = result["trials"]
     assert trial["status"] != "failed", trial
     assert trial["epochs"] == epochs
     after = _reported_epochs(experiment)

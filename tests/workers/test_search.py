@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from strsearch.spec import SearchSpec
+from tests.workers.search_driver import kill_driver_when, local_env, run_driver
 from workers import check_spec, experiment_name, run_search
 
 # digits_cnn for 6 epochs: sparsity runs from ~30% (λ→0) to >95% (λ=5e-2) at this length
@@ -81,16 +77,6 @@ def test_check_spec_names_the_problem() -> None:
         check_spec(_spec(model="mnist1d_mlp", target_sparsity=0.8))
 
 
-RUNNER = """
-import json, sys
-from strsearch.spec import SearchSpec
-from workers import run_search
-spec = SearchSpec.model_validate_json(sys.argv[1])
-result = run_search(spec, storage_path=sys.argv[2])
-print("RESULT " + json.dumps(result.to_dict()))
-"""
-
-
 def _finished_trials(experiment: Path) -> int:
     """Trials whose result file already holds the last epoch."""
     count = 0
@@ -105,27 +91,10 @@ def _finished_trials(experiment: Path) -> int:
 def test_interrupted_search_resumes_without_duplicates(tmp_path: Path) -> None:
     spec = _spec(target_sparsity=0.9, tolerance=0.01)
     experiment = tmp_path / experiment_name(spec)
-    env = {**os.environ, "RAY_ADDRESS": "", "PYTHONUNBUFFERED": "1"}
-    args = [sys.executable, "-c", RUNNER, spec.model_dump_json(), str(tmp_path)]
-
-    log = tmp_path / "first.log"
-    with log.open("wb") as out:
-        first = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + 240
-    while _finished_trials(experiment) < 2 and time.monotonic() < deadline:
-        assert first.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.5)
-    assert _finished_trials(experiment) >= 2, "the first run never finished two trials"
-    os.killpg(first.pid, signal.SIGKILL)  # the driver and its local Ray die at once
-    first.wait()
+    kill_driver_when(spec, tmp_path, lambda: _finished_trials(experiment) >= 2)
     before = {p.name for p in experiment.iterdir() if p.is_dir()}
 
-    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    line = next(x for x in second.stdout.splitlines() if x.startswith("RESULT "))
-    result = json.loads(line.removeprefix("RESULT "))
+    result = run_driver(spec, tmp_path, local_env())
     trial_dirs = {p.name for p in experiment.iterdir() if p.is_dir()}
     assert before <= trial_dirs  # the trials of the first run are part of the resumed experiment
     lambdas = [t["weight_decay"] for t in result["trials"]]
