@@ -52,10 +52,9 @@ from ray.train.v2.api.config import CheckpointConfig, FailureConfig, RunConfig, 
 from ray.train.v2.torch.torch_trainer import TorchTrainer
 from ray.util.queue import Empty, Queue
 
-from str_core.train import LAST_CHECKPOINT, Callback, EpochMetrics, Trainer, build_run
+from str_core.train import LAST_CHECKPOINT, Trainer, build_run
 from strsearch.spec import Resources, SearchSpec
-from workers.early_stop import BandStopRule
-from workers.reporting import epoch_report
+from workers.reporting import EpochReporter
 from workers.trial_config import trial_config
 
 DRIVER_RESOURCES: dict[str, float] = {"cpu": 0.0, "gpu": 0.0, "memory": float(2**20)}
@@ -81,23 +80,11 @@ def trial_resources(resources: Resources) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------- workers
-class TrainReporter(Callback):
-    """On every rank: turns each finished epoch into a ``ray.train.report`` (rank 0 attaches the
-    checkpoint; the report is a barrier, so every rank must call it).
+class TrainReporter(EpochReporter):
+    """On every rank: sends each epoch's report to Ray Train (rank 0 attaches the checkpoint; the
+    report is a barrier, so every rank must call it). Same report as a single-process trial."""
 
-    The report is the single-process one (:func:`workers.reporting.epoch_report`), early-stop
-    decision included.
-    """
-
-    def __init__(
-        self, checkpoint_dir: Path, extra: dict[str, float], rule: BandStopRule | None = None
-    ) -> None:
-        self.checkpoint_dir = checkpoint_dir
-        self.extra = extra
-        self.rule = rule
-
-    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
-        report = epoch_report(trainer, metrics, self.extra, self.rule)
+    def send(self, trainer: Trainer, report: dict[str, Any]) -> None:
         checkpoint = None
         if trainer.rank == 0:
             checkpoint = ray.train.Checkpoint.from_directory(str(self.checkpoint_dir))
@@ -120,10 +107,7 @@ def train_worker(config: dict[str, Any]) -> None:
             with restore.as_directory() as src:
                 shutil.copy(Path(src) / LAST_CHECKPOINT, workdir / LAST_CHECKPOINT)
         run = build_run(trial.model, trial.data, train_cfg, trial.str_config)
-        rule = None
-        if spec.search.early_stopping:
-            rule = BandStopRule(spec.target_sparsity, spec.tolerance, train_cfg.epochs)
-        reporter = TrainReporter(workdir, {"weight_decay": weight_decay, "s_init": s_init}, rule)
+        reporter = TrainReporter.for_trial(workdir, spec, weight_decay, s_init, train_cfg.epochs)
         trainer = Trainer(
             run.model, train_cfg, run.data, callbacks=[reporter], checkpoint_dir=workdir
         )

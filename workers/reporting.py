@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 import ray
 
-from str_core.train import EpochMetrics, Trainer
+from str_core.train import Callback, EpochMetrics, Trainer
+from strsearch.spec import SearchSpec
 from workers.early_stop import BandStopRule
 
 
@@ -35,3 +37,38 @@ def epoch_report(
             report["band_stop"] = decision
             trainer.request_stop()
     return report
+
+
+class EpochReporter(Callback):
+    """Base of the trial reporters: builds :func:`epoch_report` after each epoch and hands it to
+    :meth:`send` (Tune for a single-process trial, Ray Train for a data-parallel one).
+
+    Args:
+        checkpoint_dir: where the trainer writes ``last.pt``; reported as the checkpoint.
+        extra: values added to every report (λ and ``s_init``).
+        rule: early-stop rule, or ``None``.
+    """
+
+    def __init__(
+        self, checkpoint_dir: Path, extra: dict[str, float], rule: BandStopRule | None = None
+    ) -> None:
+        self.checkpoint_dir = checkpoint_dir
+        self.extra = extra
+        self.rule = rule
+
+    @classmethod
+    def for_trial(
+        cls, checkpoint_dir: Path, spec: SearchSpec, weight_decay: float, s_init: float, epochs: int
+    ) -> Self:
+        """The reporter of the trial ``(weight_decay, s_init)`` of ``spec``."""
+        rule = None
+        if spec.search.early_stopping:
+            rule = BandStopRule(spec.target_sparsity, spec.tolerance, epochs)
+        return cls(checkpoint_dir, {"weight_decay": weight_decay, "s_init": s_init}, rule)
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
+        self.send(trainer, epoch_report(trainer, metrics, self.extra, self.rule))
+
+    def send(self, trainer: Trainer, report: dict[str, Any]) -> None:
+        """Deliver one epoch's report (with the checkpoint where due)."""
+        raise NotImplementedError

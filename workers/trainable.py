@@ -17,32 +17,18 @@ from typing import Any
 import torch
 from ray import tune
 
-from str_core.train import LAST_CHECKPOINT, Callback, EpochMetrics, Trainer, build_run
+from str_core.train import LAST_CHECKPOINT, Trainer, build_run
 from strsearch.spec import SearchSpec
 from workers.data_parallel import train_trial_data_parallel
-from workers.early_stop import BandStopRule
-from workers.reporting import epoch_report
+from workers.reporting import EpochReporter
 from workers.trial_config import trial_config
 
 
-class TuneReporter(Callback):
-    """Turns each finished epoch into a ``tune.report`` with a checkpoint.
+class TuneReporter(EpochReporter):
+    """Sends each epoch's report to Tune with the trainer's checkpoint (single-process trials)."""
 
-    With a ``rule``, an epoch after which the trial can no longer land in the band reports
-    ``band_stop: "above" | "below"`` and asks the trainer to stop (the trial then ends normally).
-    """
-
-    def __init__(
-        self, checkpoint_dir: Path, extra: dict[str, float], rule: BandStopRule | None = None
-    ) -> None:
-        self.checkpoint_dir = checkpoint_dir
-        self.extra = extra
-        self.rule = rule
-
-    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
-        report = epoch_report(trainer, metrics, self.extra, self.rule)
-        checkpoint = tune.Checkpoint.from_directory(str(self.checkpoint_dir))
-        tune.report(report, checkpoint=checkpoint)
+    def send(self, trainer: Trainer, report: dict[str, Any]) -> None:
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(self.checkpoint_dir)))
 
 
 def train_trial(config: dict[str, Any]) -> None:
@@ -64,10 +50,7 @@ def train_trial(config: dict[str, Any]) -> None:
             with restored.as_directory() as src:
                 shutil.copy(Path(src) / LAST_CHECKPOINT, workdir / LAST_CHECKPOINT)
         run = build_run(trial.model, trial.data, trial.train, trial.str_config)
-        rule = None
-        if spec.search.early_stopping:
-            rule = BandStopRule(spec.target_sparsity, spec.tolerance, trial.train.epochs)
-        reporter = TuneReporter(workdir, {"weight_decay": weight_decay, "s_init": s_init}, rule)
+        reporter = TuneReporter.for_trial(workdir, spec, weight_decay, s_init, trial.train.epochs)
         trainer = Trainer(
             run.model, trial.train, run.data, callbacks=[reporter], checkpoint_dir=workdir
         )
