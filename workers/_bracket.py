@@ -12,7 +12,8 @@ people ask for (80–99%). A lane inverts that response for one ``s_init``:
 * with a bracket (``x_lo`` below the band, ``x_hi`` above it) it interpolates on
   ``(x, logit(sparsity))`` through the bracket ends (regula falsi in logit space), kept in the
   inner part of the bracket so that it always shrinks, with a wider margin after two results
-  moved the same end (the Illinois idea);
+  moved the same end (the Illinois idea); an end without a usable value (an early-stopped
+  bound, or a collapsed network at sparsity ≈ 1) makes it bisect instead;
 * a bracket narrower than 1% with nothing landed gets two probes, then the lane gives up.
 
 Concurrent trials (pending ``x``) are spread around the estimate, never on top of each other.
@@ -60,6 +61,9 @@ COLLAPSE_PROBES = 2
 seed-to-seed noise about as large as the tolerance, a nearby λ can still land."""
 MIN_PROBE_WIDTH = math.log(1.004)
 """No probes in a bracket narrower than 0.4%: λ is suggested with 4 significant digits."""
+SATURATION = 1e-3
+"""A result this close to 0 or 1 (a collapsed network) bounds the bracket but is no interpolation
+end: its logit says how few weights survived, not where the band is."""
 MIN_STEP = 0.02
 """Smallest move in ln λ past the last one-sided result (2%)."""
 START_SPREAD = 0.15
@@ -375,23 +379,36 @@ def _stalled(observations: Sequence[Observation]) -> bool:
 def _end_points(
     observations: Sequence[Observation], x_lo: float, x_hi: float
 ) -> list[tuple[float, float]]:
-    """``(x, logit s)`` of the finished results at the bracket ends (bounds have no value).
+    """``(x, logit s)`` of the finished results at the bracket ends: both, or none.
 
-    Results further out are left out on purpose: on a sigmoid they sit on a flatter part and
-    bend the line (tried: adding the next nearest result costs trials on steep responses).
+    A bound has no value and a saturated result (:func:`_saturated`) no usable logit; with one
+    end alone a line would rest on the prior slope, which the steep rise towards full sparsity
+    makes wrong by a factor of several, so such a bracket is bisected instead. Results further
+    out are left out on purpose: on a sigmoid they sit on a flatter part and bend the line
+    (tried: adding the next nearest result costs trials on steep responses).
     """
-    return [
+    points = [
         (o.x, logit(o.sparsity))
         for o in observations
-        if o.sparsity is not None and o.x in (x_lo, x_hi)
+        if o.sparsity is not None and not _saturated(o.sparsity) and o.x in (x_lo, x_hi)
     ]
+    return points if len(points) == 2 else []
+
+
+def _saturated(sparsity: float) -> bool:
+    """Whether a sparsity is within :data:`SATURATION` of 0 or 1 (its logit is mostly noise)."""
+    return not SATURATION < sparsity < 1.0 - SATURATION
 
 
 def _fit_points(
     observations: Sequence[Observation], y_t: float, n: int = FIT_POINTS
 ) -> list[tuple[float, float]]:
     """``(x, logit s)`` of the finished results nearest the target in logit, nearest first."""
-    points = [(o.x, logit(o.sparsity)) for o in observations if o.sparsity is not None]
+    points = [
+        (o.x, logit(o.sparsity))
+        for o in observations
+        if o.sparsity is not None and not _saturated(o.sparsity)
+    ]
     points.sort(key=lambda p: (abs(p[1] - y_t), p[0]))
     return points[:n]
 

@@ -41,6 +41,42 @@ DIGITS = sigmoid_response(0.40, 1.2, 2.8e-3)
 MNIST1D = sigmoid_response(0.40, 1.45, 2.2e-3)
 
 
+# Measured final sparsities of 10-epoch digits_cnn trials (seed 0, s_init −5) at the λ the searcher
+# tried in real searches: the rise steepens into a collapse (sparsity 1) just past 98%.
+DIGITS_10_EPOCHS = {
+    0.003162: 0.505,
+    0.008913: 0.7557,
+    0.01982: 0.8766,
+    0.02593: 0.8979,
+    0.03162: 0.9164,
+    0.03891: 0.9314,
+    0.04216: 0.937,
+    0.04732: 0.9459,
+    0.05278: 0.9569,
+    0.05938: 0.9687,
+    0.06176: 0.9735,
+    0.06484: 0.984,
+    0.08913: 1.0,
+}
+
+
+def measured_response(points: dict[float, float]) -> Response:
+    """Piecewise linear in ``(ln λ, sparsity)`` through measured points, 1 past the last one."""
+    xs = sorted(points)
+
+    def response(lam: float) -> float:
+        if lam <= xs[0]:
+            return max(0.0, points[xs[0]] - 0.2 * math.log(xs[0] / lam))
+        if lam >= xs[-1]:
+            return points[xs[-1]]
+        right = next(i for i, x in enumerate(xs) if x >= lam)
+        x0, x1 = xs[right - 1], xs[right]
+        t = math.log(lam / x0) / math.log(x1 / x0)
+        return points[x0] + t * (points[x1] - points[x0])
+
+    return response
+
+
 def result(sparsity: float | None, accuracy: float | None = 0.97, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"training_iteration": 30, **extra}
     if sparsity is not None:
@@ -167,6 +203,42 @@ def test_two_moves_of_the_same_end_widen_the_margin() -> None:
     assert decision.x is not None
     assert _bracket.STALL_MARGIN > _bracket.MARGIN
     assert decision.x >= -5.2 + _bracket.STALL_MARGIN * 3.2 - 1e-9
+
+
+def test_a_saturated_end_is_bisected_not_interpolated() -> None:
+    band = _bracket.Band(0.98, 0.005)
+    limits = _bracket.Limits.from_lambdas((1e-4, 1e-1), 1e-7, 10.0, 10.0)
+    below = _bracket.Observation(-3.45, _bracket.BELOW, 0.9164)
+    collapsed = _bracket.Observation(-2.42, _bracket.ABOVE, 1.0)
+    decision = _bracket.decide([below, collapsed], [], [], band, limits)
+    assert decision.x == pytest.approx((-3.45 - 2.42) / 2)
+    # the same bracket with a valued upper end is interpolated, not bisected
+    steep = _bracket.Observation(-2.42, _bracket.ABOVE, 0.99)
+    interpolated = _bracket.decide([below, steep], [], [], band, limits)
+    assert interpolated.x is not None and interpolated.x > (-3.45 - 2.42) / 2 + 0.1
+
+
+def test_a_concurrent_one_sided_proposal_hedges_between_edge_and_estimate() -> None:
+    band = _bracket.Band(0.98, 0.005)
+    limits = _bracket.Limits.from_lambdas((1e-4, 1e-1), 1e-7, 10.0, 10.0)
+    obs = [
+        _bracket.Observation(math.log(lam), _bracket.BELOW, s)
+        for lam, s in ((0.003162, 0.505), (0.008913, 0.7557), (0.03162, 0.9164))
+    ]
+    estimate = _bracket.decide(obs, [], [], band, limits).x
+    assert estimate is not None and estimate > math.log(0.03162)
+    second = _bracket.decide(obs, [estimate], [], band, limits).x
+    assert second is not None and math.log(0.03162) < second < estimate
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+@pytest.mark.parametrize("target", [0.9, 0.95, 0.97, 0.98])
+def test_lands_next_to_the_collapse_measured_on_digits(slots: int, target: float) -> None:
+    searcher = SparsitySearcher(target=target, max_trials=12)
+    run_parallel(searcher, measured_response(DIGITS_10_EPOCHS), slots)
+    best = searcher.best()
+    assert best is not None, f"nothing landed in {searcher.num_trials} trials"
+    assert searcher.num_trials <= 9
 
 
 def test_a_response_that_jumps_over_the_band_exhausts_the_lane() -> None:
