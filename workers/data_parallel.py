@@ -55,6 +55,7 @@ from ray.util.queue import Empty, Queue
 from str_core.train import LAST_CHECKPOINT, Trainer, build_run
 from strsearch.spec import Resources, SearchSpec
 from workers.reporting import EpochReporter
+from workers.tracking import trial_trackers
 from workers.trial_config import trial_config
 
 DRIVER_RESOURCES: dict[str, float] = {"cpu": 0.0, "gpu": 0.0, "memory": float(2**20)}
@@ -108,8 +109,13 @@ def train_worker(config: dict[str, Any]) -> None:
                 shutil.copy(Path(src) / LAST_CHECKPOINT, workdir / LAST_CHECKPOINT)
         run = build_run(trial.model, trial.data, train_cfg, trial.str_config)
         reporter = TrainReporter.for_trial(workdir, spec, weight_decay, s_init, train_cfg.epochs)
+        trackers = trial_trackers(config, config["trial_id"])
         trainer = Trainer(
-            run.model, train_cfg, run.data, callbacks=[reporter], checkpoint_dir=workdir
+            run.model,
+            train_cfg,
+            run.data,
+            callbacks=[reporter, *trackers],
+            checkpoint_dir=workdir,
         )
         trainer.fit(resume=restore is not None)
     finally:
@@ -214,7 +220,11 @@ def train_trial_data_parallel(config: dict[str, Any]) -> None:
     queue = Queue(actor_options={"num_cpus": 0})
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={**config, "restore": tune.get_checkpoint()},
+        train_loop_config={
+            **config,
+            "restore": tune.get_checkpoint(),
+            "trial_id": tune.get_context().get_trial_id(),
+        },
         torch_config=ray.train.torch.TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=res.workers_per_trial,

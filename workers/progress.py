@@ -28,6 +28,25 @@ class SearchListener(Protocol):
         """A trial ended, normally or with an error."""
 
 
+class Fanout:
+    """A listener that passes every event on to several listeners, in order."""
+
+    def __init__(self, listeners: list[SearchListener]) -> None:
+        self.listeners = listeners
+
+    def trial_started(self, trial_id: str, config: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener.trial_started(trial_id, config)
+
+    def trial_result(self, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener.trial_result(trial_id, config, result)
+
+    def trial_finished(self, trial_id: str, config: dict[str, Any], failed: bool) -> None:
+        for listener in self.listeners:
+            listener.trial_finished(trial_id, config, failed)
+
+
 _LISTENERS: dict[str, SearchListener] = {}
 
 

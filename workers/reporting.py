@@ -13,10 +13,15 @@ from workers.early_stop import BandStopRule
 
 
 def epoch_report(
-    trainer: Trainer, metrics: EpochMetrics, extra: dict[str, float], rule: BandStopRule | None
+    trainer: Trainer,
+    metrics: EpochMetrics,
+    extra: dict[str, float],
+    rule: BandStopRule | None,
+    target: float | None = None,
 ) -> dict[str, Any]:
     """The epoch's metrics (scalars, per-layer sparsity and threshold), ``extra`` (λ, ``s_init``),
-    the epoch, the number of data-parallel workers and the Ray node.
+    the epoch, the number of data-parallel workers and the Ray node; with a ``target``, also
+    ``target_gap = |sparsity − target|`` (what a generic optimiser would minimise).
 
     With a ``rule``, an epoch after which the trial can no longer land in the band also carries
     ``band_stop: "above" | "below"``, and the trainer is asked to stop after it (the trial then
@@ -31,6 +36,8 @@ def epoch_report(
         "node_id": ray.get_runtime_context().get_node_id(),
     }
     sparsity = report.get("sparsity")
+    if target is not None and isinstance(sparsity, int | float):
+        report["target_gap"] = abs(float(sparsity) - target)
     if rule is not None and isinstance(sparsity, int | float):
         decision = rule.decide(metrics.epoch, sparsity)
         if decision is not None:
@@ -47,14 +54,20 @@ class EpochReporter(Callback):
         checkpoint_dir: where the trainer writes ``last.pt``; reported as the checkpoint.
         extra: values added to every report (λ and ``s_init``).
         rule: early-stop rule, or ``None``.
+        target: the search's target sparsity (adds ``target_gap`` to every report), or ``None``.
     """
 
     def __init__(
-        self, checkpoint_dir: Path, extra: dict[str, float], rule: BandStopRule | None = None
+        self,
+        checkpoint_dir: Path,
+        extra: dict[str, float],
+        rule: BandStopRule | None = None,
+        target: float | None = None,
     ) -> None:
         self.checkpoint_dir = checkpoint_dir
         self.extra = extra
         self.rule = rule
+        self.target = target
 
     @classmethod
     def for_trial(
@@ -64,10 +77,11 @@ class EpochReporter(Callback):
         rule = None
         if spec.search.early_stopping:
             rule = BandStopRule(spec.target_sparsity, spec.tolerance, epochs)
-        return cls(checkpoint_dir, {"weight_decay": weight_decay, "s_init": s_init}, rule)
+        extra = {"weight_decay": weight_decay, "s_init": s_init}
+        return cls(checkpoint_dir, extra, rule, spec.target_sparsity)
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
-        self.send(trainer, epoch_report(trainer, metrics, self.extra, self.rule))
+        self.send(trainer, epoch_report(trainer, metrics, self.extra, self.rule, self.target))
 
     def send(self, trainer: Trainer, report: dict[str, Any]) -> None:
         """Deliver one epoch's report (with the checkpoint where due)."""

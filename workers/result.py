@@ -95,6 +95,8 @@ class SearchResult:
         best: the landed trial with the highest validation accuracy (ties: closest to the target),
             or, when nothing landed, the trial closest to the target.
         trials: every trial, in the order they were created.
+        mlflow_run_url: the job's parent run in the MLflow UI, when the search was recorded.
+        registered_model: ``name/version`` of the best model in the Model Registry, if any.
     """
 
     target: float
@@ -103,6 +105,8 @@ class SearchResult:
     best: TrialSummary | None
     trials: list[TrialSummary]
     experiment_path: str
+    mlflow_run_url: str | None = None
+    registered_model: str | None = None
 
     @classmethod
     def from_trials(

@@ -9,6 +9,8 @@ shared filesystem mounted at the same path, or an object-store URI such as ``s3:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -23,9 +25,10 @@ from str_core.data import load_dataset
 from str_core.models import get_model_info
 from strsearch.spec import SearchSpec
 from workers.data_parallel import trial_resources
-from workers.progress import ProgressRelay, SearchListener, listening
+from workers.progress import Fanout, ProgressRelay, SearchListener, listening
 from workers.result import SearchResult, TrialSummary
 from workers.searcher import SparsitySearcher
+from workers.tracking import JobTracker, TrackingSettings
 from workers.trainable import train_trial
 
 DEFAULT_STORAGE = Path("runs") / "search"
@@ -79,6 +82,17 @@ def _storage_uri(storage_path: str | Path | None) -> str:
     return raw if "://" in raw else str(Path(raw).expanduser().resolve())
 
 
+def build_searcher(spec: SearchSpec) -> SparsitySearcher:
+    """The :class:`SparsitySearcher` of ``spec``: its band, λ window, ``s_init`` lanes, budget."""
+    return SparsitySearcher(
+        target=spec.target_sparsity,
+        tolerance=spec.tolerance,
+        lambda_range=(spec.search.lambda_min, spec.search.lambda_max),
+        s_inits=spec.search.s_init,
+        max_trials=spec.search.max_trials,
+    )
+
+
 def run_search(
     spec: SearchSpec,
     *,
@@ -87,6 +101,8 @@ def run_search(
     name: str | None = None,
     resume: bool = True,
     listener: SearchListener | None = None,
+    tracking: TrackingSettings | None = None,
+    job_id: str | None = None,
 ) -> SearchResult:
     """Search λ (and ``s_init``) with real STR training until a trial lands the target.
 
@@ -98,6 +114,11 @@ def run_search(
         resume: continue an unfinished experiment of the same name if there is one; with
             ``False`` a fresh experiment starts (named with a timestamp if the name is taken).
         listener: receives trial events while the search runs (progress displays).
+        tracking: MLflow recording (default: on, to ``MLFLOW_TRACKING_URI`` or the embedded
+            server); the job is a parent run, each trial a child run (:mod:`workers.tracking`).
+        job_id: names the job's MLflow runs; default the experiment name plus a short hash of
+            its storage path, so a resumed search continues its runs and the same spec searched
+            in other storage is another job.
 
     Returns:
         Every trial's final metrics and budget, and the best landed trial.
@@ -114,20 +135,20 @@ def run_search(
         name = f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     path = f"{storage}/{name}"
     trainable = tune.with_resources(train_trial, trial_resources(spec.resources))
+    settings = tracking or TrackingSettings()
+    job_id = job_id or f"{name}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
+    job = JobTracker.open(spec, job_id, settings) if settings.enabled else None
+    param_space: dict[str, Any] = {"spec": spec.model_dump(mode="json")}
+    if job is not None:
+        param_space["tracking"] = job.tracking.to_dict()
 
     if resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
-        searcher = SparsitySearcher(
-            target=spec.target_sparsity,
-            tolerance=spec.tolerance,
-            lambda_range=(spec.search.lambda_min, spec.search.lambda_max),
-            s_inits=spec.search.s_init,
-            max_trials=spec.search.max_trials,
-        )
+        searcher = build_searcher(spec)
         tuner = tune.Tuner(
             trainable,
-            param_space={"spec": spec.model_dump(mode="json")},
+            param_space=param_space,
             tune_config=tune.TuneConfig(
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.parallel_trials),
                 metric="sparsity",
@@ -145,9 +166,23 @@ def run_search(
                 failure_config=tune.FailureConfig(max_failures=1),
             ),
         )
-    with listening(name, listener):
-        grid = tuner.fit()
-    return summarise(spec, grid, path)
+    listeners = [x for x in (listener, job) if x is not None]
+    try:
+        with listening(name, Fanout(listeners)):
+            grid = tuner.fit()
+        result = summarise(spec, grid, path)
+    except KeyboardInterrupt:
+        if job is not None:
+            job.fail("KILLED")
+        raise
+    except Exception:
+        if job is not None:
+            job.fail()
+        raise
+    if job is None:
+        return result
+    registered = job.finish(result, settings)
+    return dataclasses.replace(result, mlflow_run_url=job.run_url(), registered_model=registered)
 
 
 def summarise(spec: SearchSpec, grid: tune.ResultGrid, path: str) -> SearchResult:

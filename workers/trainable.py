@@ -21,6 +21,7 @@ from str_core.train import LAST_CHECKPOINT, Trainer, build_run
 from strsearch.spec import SearchSpec
 from workers.data_parallel import train_trial_data_parallel
 from workers.reporting import EpochReporter
+from workers.tracking import trial_trackers
 from workers.trial_config import trial_config
 
 
@@ -33,7 +34,8 @@ class TuneReporter(EpochReporter):
 
 def train_trial(config: dict[str, Any]) -> None:
     """Train one trial. ``config`` holds ``spec`` (a SearchSpec as JSON), ``weight_decay`` and
-    ``s_init``; the last two come from the searcher. With ``resources.workers_per_trial`` > 1
+    ``s_init``; the last two come from the searcher; with ``tracking`` the trial also logs to
+    its MLflow run (:mod:`workers.tracking`). With ``resources.workers_per_trial`` > 1
     the trial trains data-parallel with Ray Train (:mod:`workers.data_parallel`)."""
     spec = SearchSpec.model_validate(config["spec"])
     if spec.resources.workers_per_trial > 1:
@@ -51,8 +53,13 @@ def train_trial(config: dict[str, Any]) -> None:
                 shutil.copy(Path(src) / LAST_CHECKPOINT, workdir / LAST_CHECKPOINT)
         run = build_run(trial.model, trial.data, trial.train, trial.str_config)
         reporter = TuneReporter.for_trial(workdir, spec, weight_decay, s_init, trial.train.epochs)
+        trackers = trial_trackers(config, tune.get_context().get_trial_id())
         trainer = Trainer(
-            run.model, trial.train, run.data, callbacks=[reporter], checkpoint_dir=workdir
+            run.model,
+            trial.train,
+            run.data,
+            callbacks=[reporter, *trackers],
+            checkpoint_dir=workdir,
         )
         trainer.fit(resume=restored is not None)
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from strsearch.cli import budget, catalog, search, train
+from strsearch.cli import budget, catalog, search, train, ui
 
 app = typer.Typer(
     name="strsearch",
@@ -18,6 +18,7 @@ app.command("budget")(budget.budget)
 app.command("search")(search.search)
 app.command("models")(catalog.models)
 app.command("datasets")(catalog.datasets)
+app.command("ui")(ui.ui)
 
 
 def main() -> None:

@@ -57,6 +57,21 @@ def search(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Start over instead of resuming the same spec.")
     ] = False,
+    mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow/--no-mlflow",
+            help="Record the search in MLflow (default on; see `strsearch ui`).",
+        ),
+    ] = True,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow server (default: MLFLOW_TRACKING_URI, else the embedded one)."),
+    ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option(help="MLflow experiment (default: MLFLOW_EXPERIMENT_NAME, else strsearch)."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Search weight decay λ (and s_init) with real STR training until a model lands the target."""
@@ -100,8 +115,12 @@ def search(
             raise ValueError("invalid search spec: " + "; ".join(lines)) from None
 
         from workers import check_spec, run_search
+        from workers.tracking import TrackingSettings
 
         check_spec(spec)
+        tracking = TrackingSettings(
+            enabled=mlflow, tracking_uri=tracking_uri, experiment=experiment
+        )
         display = SearchDisplay(
             console,
             target=spec.target_sparsity,
@@ -111,7 +130,12 @@ def search(
         )
         with display:
             result = run_search(
-                spec, storage_path=storage, address=address, resume=not fresh, listener=display
+                spec,
+                storage_path=storage,
+                address=address,
+                resume=not fresh,
+                listener=display,
+                tracking=tracking,
             )
 
     if json_output:
@@ -136,3 +160,7 @@ def search(
             highlight=False,
         )
     console.print(f"experiment: {result.experiment_path}", highlight=False)
+    if result.mlflow_run_url:
+        console.print(f"MLflow run: {result.mlflow_run_url}", highlight=False)
+    if result.registered_model:
+        console.print(f"registered model: {result.registered_model}", highlight=False)

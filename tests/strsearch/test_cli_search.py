@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,5 @@ def test_search_json_from_a_spec_file(tmp_path: Path) -> None:
     assert payload["total_epochs"] == 5 * len(payload["trials"])
     assert all(2e-4 <= t["weight_decay"] <= 0.3 for t in payload["trials"])
     assert Path(payload["experiment_path"]).is_dir()
+    # recorded in the session's MLflow server (MLFLOW_TRACKING_URI), parent run linked
+    assert payload["mlflow_run_url"].startswith(os.environ["MLFLOW_TRACKING_URI"])

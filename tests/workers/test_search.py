@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from strsearch.spec import SearchSpec
 from tests.workers.search_driver import kill_driver_when, local_env, run_driver
 from workers import check_spec, experiment_name, run_search
+from workers.tracking import JOB_TAG, KIND_TAG, TRIAL_TAG
 
 # digits_cnn for 6 epochs: sparsity runs from ~30% (λ→0) to >95% (λ=5e-2) at this length
 FAST = {
@@ -107,3 +110,24 @@ def test_interrupted_search_resumes_without_duplicates(tmp_path: Path) -> None:
     assert not orphans, orphans
     assert len(trial_dirs) - len(ids) <= spec.search.parallel_trials
     assert result["reached"], result["trials"]
+    _assert_one_mlflow_run_per_trial(result)
+
+
+def _assert_one_mlflow_run_per_trial(result: dict[str, Any]) -> None:
+    """The resumed search continued its parent run and every trial's child run: no duplicate,
+    none left running, and no epoch logged twice."""
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    parent = client.get_run(result["mlflow_run_url"].rsplit("/", 1)[1])
+    assert parent.info.status == "FINISHED"
+    job = parent.data.tags[JOB_TAG]
+    runs = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`{JOB_TAG}` = '{job}'"
+    )
+    assert [r.info.run_id for r in runs if r.data.tags[KIND_TAG] == "job"] == [parent.info.run_id]
+    children = [r for r in runs if r.data.tags[KIND_TAG] == "trial"]
+    trial_ids = sorted(r.data.tags[TRIAL_TAG] for r in children)
+    assert trial_ids == sorted(t["trial_id"] for t in result["trials"]), "duplicate or orphan"
+    for run in children:
+        assert run.info.status == "FINISHED", (run.data.tags[TRIAL_TAG], run.info.status)
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "sparsity")]
+        assert steps == list(range(1, FAST["training"]["epochs"] + 1))  # type: ignore[index]

@@ -1,0 +1,172 @@
+"""MLflow recording of a real search against a real tracking server (the session fixture)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from str_core.layers import STR_LAYER_TYPES
+from strsearch.spec import SearchSpec
+from workers import run_search
+from workers.mlflow_server import LocalServer
+from workers.tracking import (
+    JOB_TAG,
+    KIND_TAG,
+    MAX_METRICS_PER_BATCH,
+    PARENT_TAG,
+    TRIAL_TAG,
+    TrackingSettings,
+    log_metrics,
+    model_name,
+    spec_params,
+)
+
+# digits_cnn, 4 epochs: λ 1.3e-2 gives ~54%, 4.4e-2 ~89%; a ±5% band around 70% lands in a few
+SMALL = {
+    "model": "digits_cnn",
+    "dataset": "digits",
+    "target_sparsity": 0.7,
+    "tolerance": 0.05,
+    "training": {"epochs": 4},
+    "search": {"max_trials": 6, "parallel_trials": 2, "lambda_min": 1e-3, "lambda_max": 5e-2},
+}
+
+
+def _experiment() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+def _runs(client: MlflowClient, experiment: str) -> list[Any]:
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment}"
+    return list(client.search_runs([found.experiment_id], max_results=1000))
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
+    out: set[str] = set()
+    for item in client.list_artifacts(run_id, path):
+        if item.is_dir:
+            out |= _artifacts(client, run_id, item.path)
+        else:
+            out.add(item.path)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("local_ray")
+def test_a_search_records_parent_and_trial_runs(mlflow_server: LocalServer, tmp_path: Path) -> None:
+    spec = SearchSpec.parse(SMALL)
+    experiment = _experiment()
+    settings = TrackingSettings(tracking_uri=mlflow_server.url, experiment=experiment)
+    result = run_search(spec, storage_path=tmp_path, tracking=settings, job_id="job-1")
+    client = MlflowClient(mlflow_server.url)
+    runs = _runs(client, experiment)
+
+    parents = [r for r in runs if r.data.tags.get(KIND_TAG) == "job"]
+    children = [r for r in runs if r.data.tags.get(KIND_TAG) == "trial"]
+    assert len(parents) == 1 and len(runs) == 1 + len(children)
+    parent = parents[0]
+    assert parent.data.tags[JOB_TAG] == "job-1"
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params == spec_params(spec)
+    assert parent.data.metrics["trials"] == len(result.trials)
+    assert parent.data.metrics["total_epochs"] == result.total_epochs
+    assert parent.data.metrics["reached"] == float(result.reached)
+    assert result.mlflow_run_url is not None and parent.info.run_id in result.mlflow_run_url
+    assert {"trials.csv", "result.json", "accuracy_vs_sparsity.png", "accuracy_vs_flops.png"} <= (
+        _artifacts(client, parent.info.run_id)
+    )
+    progress = client.get_metric_history(parent.info.run_id, "trials_finished")
+    assert max(m.value for m in progress) == len(result.trials)
+
+    # one child run per trial, nested under the parent, with its own settings and history
+    by_trial = {r.data.tags[TRIAL_TAG]: r for r in children}
+    assert sorted(by_trial) == sorted(t.trial_id for t in result.trials)
+    for trial in result.trials:
+        run = by_trial[trial.trial_id]
+        assert run.data.tags[PARENT_TAG] == parent.info.run_id
+        assert run.data.tags[JOB_TAG] == "job-1"
+        assert run.info.status == "FINISHED"
+        assert float(run.data.params["weight_decay"]) == pytest.approx(trial.weight_decay)
+        assert run.data.params["training.epochs"] == "4"
+        history = client.get_metric_history(run.info.run_id, "sparsity")
+        assert [m.step for m in history] == [1, 2, 3, 4]
+        assert history[-1].value == pytest.approx(trial.sparsity)
+        for layer, value in trial.budget.items():
+            assert run.data.metrics[f"sparsity/{layer}"] == pytest.approx(value)
+        assert f"threshold/{next(iter(trial.thresholds))}" in run.data.metrics
+        assert {"val_acc", "test_acc", "flops", "weight_decay", "target_gap"} <= set(
+            run.data.metrics
+        )
+        files = _artifacts(client, run.info.run_id)
+        assert {"budget.csv", "budget.json", "budget.png", "dynamics.png"} <= files
+        budget = json.loads(
+            Path(
+                client.download_artifacts(run.info.run_id, "budget.json", str(tmp_path))
+            ).read_text()
+        )
+        assert {row["layer"]: row["sparsity"] for row in budget["layers"]} == pytest.approx(
+            trial.budget
+        )
+
+    # the trial models load back: the STR model and its densified twin give the same outputs
+    best = result.best
+    assert best is not None
+    best_run = by_trial[best.trial_id]
+    logged = {
+        m.name: m
+        for m in client.search_logged_models([best_run.info.experiment_id])
+        if m.source_run_id == best_run.info.run_id
+    }
+    mlflow.set_tracking_uri(mlflow_server.url)
+    models = {name: mlflow.pytorch.load_model(m.model_uri) for name, m in logged.items()}
+    assert set(models) == {"str_model", "model"}
+    assert any(isinstance(m, STR_LAYER_TYPES) for m in models["str_model"].modules())
+    assert not any(isinstance(m, STR_LAYER_TYPES) for m in models["model"].modules())
+    example = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
+    with torch.no_grad():
+        a = models["str_model"].eval()(torch.from_numpy(example))
+        b = models["model"].eval()(torch.from_numpy(example))
+    assert torch.allclose(a, b, atol=1e-5)
+    info = mlflow.models.get_model_info(logged["model"].model_uri)
+    assert info.signature is not None and info.saved_input_example_info is not None
+
+    # a landed search registers its best model, tagged with what it achieved
+    assert result.reached, [(t.weight_decay, t.sparsity) for t in result.trials]
+    assert result.registered_model is not None
+    name, version = result.registered_model.split("/")
+    assert name == model_name(spec)
+    registered = client.get_model_version(name, version)
+    assert float(registered.tags["sparsity"]) == pytest.approx(best.sparsity)
+    assert float(registered.tags["test_acc"]) == pytest.approx(best.test_acc)
+    assert float(registered.tags["flops"]) == pytest.approx(best.flops, rel=1e-6)
+    assert registered.tags["job_id"] == "job-1"
+
+
+def test_metrics_are_split_into_batches_within_the_limit(mlflow_server: LocalServer) -> None:
+    client = MlflowClient(mlflow_server.url)
+    experiment = client.create_experiment(_experiment())
+    run = client.create_run(experiment)
+    values = {f"sparsity/layer{i}": i / 2500 for i in range(2500)}
+    values |= {"nan": float("nan"), "flag": True}  # dropped: not finite numbers
+    log_metrics(client, run.info.run_id, values, step=3)
+    logged = client.get_run(run.info.run_id).data.metrics
+    assert len(values) - 2 > MAX_METRICS_PER_BATCH
+    assert logged == {k: v for k, v in values.items() if k not in ("nan", "flag")}
+
+
+def test_spec_params_are_flat_strings() -> None:
+    spec = SearchSpec.parse({**SMALL, "search": {"s_init": [-5, -3]}})
+    params = spec_params(spec)
+    assert params["search.s_init"] == "[-5.0, -3.0]"
+    assert params["training.epochs"] == "4"
+    assert params["data_root"] == "null"
+    assert all(isinstance(v, str) for v in params.values())

@@ -1,0 +1,350 @@
+"""PNG figures of a sparsity search: per-layer budget, training dynamics, accuracy trade-off.
+
+The dynamics view follows Figure 1 of STR (Kusupati et al., ICML 2020, arXiv 2002.03231). Figures
+are plain :class:`~matplotlib.figure.Figure` objects on an Agg canvas, never ``pyplot``: no display,
+no global figure registry, safe to build from several threads. Sparsity and accuracy are fractions
+in [0, 1], shown as percentages.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import ListedColormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+
+from str_core.train.callbacks import EpochMetrics, LayerSnapshot
+
+__all__ = [
+    "TradeoffPoint",
+    "budget_figure",
+    "dynamics_figure",
+    "pareto_front",
+    "save_png",
+    "tradeoff_figure",
+]
+
+XAxis = Literal["sparsity", "flops"]
+MAX_LEGEND_LAYERS = 12  # above this, layers are told apart by a depth colour bar
+MAX_LABELLED_BARS = 20  # above this, bars lose their value labels and tick labels shrink
+_STR_COLOR, _DENSE_COLOR, _LANDED_COLOR, _OTHER_COLOR = "C0", "0.65", "C2", "0.45"
+_NOTE_STYLE: dict[str, Any] = {
+    "textcoords": "offset points",
+    "fontsize": 8,
+    "arrowprops": {"arrowstyle": "->", "color": "0.2"},
+    "bbox": {"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9},
+}
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """One finished trial on the trade-off plot; ``landed``: its sparsity is within tolerance."""
+
+    trial_id: str
+    sparsity: float
+    accuracy: float
+    flops: float | None
+    landed: bool
+
+
+def _percent() -> PercentFormatter:
+    return PercentFormatter(xmax=1.0)  # a formatter binds to one axis: never share an instance
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _placeholder(fig: Figure, message: str, title: str) -> Figure:
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    fig.suptitle(title)
+    return fig
+
+
+def save_png(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG, creating parent directories.
+
+    Args:
+        fig: the figure to render (rendered through Agg whatever canvas it had).
+        path: destination file.
+        dpi: resolution in dots per inch.
+
+    Returns:
+        The path written.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(out, format="png", dpi=dpi, bbox_inches="tight")
+    return out
+
+
+def _overall_sparsity(layers: Mapping[str, LayerSnapshot]) -> float:
+    total = sum(s.params for s in layers.values())
+    return 1.0 - sum(s.nonzero for s in layers.values()) / total if total else 0.0
+
+
+def budget_figure(layers: Mapping[str, LayerSnapshot], *, title: str = "") -> Figure:
+    """Per-layer sparsity budget: horizontal bars in module order from the top.
+
+    Left panel: each layer's sparsity (dense layers grey) and the overall, weight-weighted
+    sparsity as a dashed line. Right panel: each layer's parameter count on a log scale. The
+    figure grows with the layer count, so ResNet-50's 54 layers stay legible.
+
+    Args:
+        layers: per-layer snapshot keyed by module name, in module order.
+        title: figure title.
+
+    Returns:
+        The figure; ``fig.axes[0]`` holds the sparsity bars, ``fig.axes[1]`` the sizes.
+    """
+    n, snaps = len(layers), list(layers.values())
+    fig = _new_figure(9.0, max(3.0, 1.4 + 0.2 * n))
+    if n == 0:
+        return _placeholder(fig, "no prunable layers", title)
+    few = n <= MAX_LABELLED_BARS
+    ax_s, ax_p = fig.subplots(1, 2, sharey=True, width_ratios=[3, 1])
+    colors = [_DENSE_COLOR if s.threshold is None else _STR_COLOR for s in snaps]
+    bars = ax_s.barh(range(n), [s.sparsity for s in snaps], color=colors, height=0.75)
+    if few:
+        ax_s.bar_label(bars, labels=[f"{s.sparsity:.1%}" for s in snaps], padding=2, fontsize=8)
+    overall = _overall_sparsity(layers)
+    line = ax_s.axvline(overall, color="C3", linestyle="--", label=f"overall {overall:.2%}")
+    handles = [line, Patch(color=_STR_COLOR, label="STR layer")]
+    if _DENSE_COLOR in colors:
+        handles.append(Patch(color=_DENSE_COLOR, label="dense layer"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    ax_s.set(xlim=(0.0, 1.1 if few else 1.05), xlabel="sparsity")
+    ax_s.xaxis.set_major_formatter(_percent())
+    ax_s.tick_params(axis="x", labeltop=not few)  # a tall figure gets a scale at the top too
+    ax_s.set_yticks(range(n), list(layers), fontsize=9 if few else 7)
+    ax_s.invert_yaxis()  # shared with the right panel
+    ax_p.barh(range(n), [s.params for s in snaps], color="0.5", height=0.75)
+    ax_p.set(xscale="log", xlabel="parameters")
+    ax_p.tick_params(axis="y", left=False)
+    for ax in (ax_s, ax_p):
+        ax.grid(axis="x", alpha=0.3)
+        ax.margins(y=0.5 / n)
+    fig.suptitle(title or f"Per-layer sparsity budget ({n} layers)")
+    return fig
+
+
+def _series(history: Sequence[EpochMetrics], name: str, field: str) -> list[float]:
+    values = [getattr(m.layers[name], field) if name in m.layers else None for m in history]
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def _threshold_scale(values: Sequence[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    spread = bool(finite) and min(finite) > 0 and max(finite) / min(finite) > 100
+    return "log" if spread else "linear"
+
+
+def dynamics_figure(history: Sequence[EpochMetrics], *, title: str = "") -> Figure:
+    """Per-layer sparsity and threshold g(s) over epochs (STR paper, Figure 1 style).
+
+    Layers are coloured by depth; a legend names them up to ``MAX_LEGEND_LAYERS``, a colour bar
+    shows depth beyond. The overall sparsity is a thick black line. The threshold panel shows STR
+    layers only, on a log scale when thresholds span more than two decades.
+
+    Args:
+        history: the trainer's per-epoch metrics, in epoch order.
+        title: figure title.
+
+    Returns:
+        The figure; ``fig.axes[0]`` holds sparsity, ``fig.axes[1]`` thresholds.
+    """
+    fig = _new_figure(9.0, 6.5)
+    if not history:
+        return _placeholder(fig, "no epochs", title)
+    names = list(dict.fromkeys(name for m in history for name in m.layers))
+    ax_s, ax_t = fig.subplots(2, 1, sharex=True)
+    epochs = [m.epoch for m in history]
+    cmap = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.9, 256)))  # no pale yellow
+    norm = Normalize(1, max(len(names), 2))
+    style: dict[str, Any] = {"marker": "o", "markersize": 3} if len(epochs) <= 20 else {}
+    all_thresholds: list[float] = []
+    for depth, name in enumerate(names, start=1):
+        color = cmap(norm(depth))
+        ax_s.plot(epochs, _series(history, name, "sparsity"), color=color, label=name, **style)
+        thresholds = _series(history, name, "threshold")
+        if not all(math.isnan(v) for v in thresholds):  # an STR layer
+            ax_t.plot(epochs, thresholds, color=color, **style)
+            all_thresholds += thresholds
+    overall = [m.scalars.get("sparsity", _overall_sparsity(m.layers)) for m in history]
+    ax_s.plot(epochs, overall, color="black", lw=2.5, label="overall", **style)
+    ax_s.set(ylabel="sparsity", ylim=(0.0, 1.0))
+    ax_s.yaxis.set_major_formatter(_percent())
+    ax_t.set(ylabel="threshold g(s)", xlabel="epoch", yscale=_threshold_scale(all_thresholds))
+    ax_t.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if not all_thresholds:
+        ax_t.text(0.5, 0.5, "no STR layers", ha="center", va="center", transform=ax_t.transAxes)
+    for ax in (ax_s, ax_t):
+        ax.grid(alpha=0.3)
+    if len(names) <= MAX_LEGEND_LAYERS:
+        fig.legend(*ax_s.get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+    else:
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=[ax_s, ax_t], aspect=40)
+        bar.set_label(f"layer depth (1 = {names[0]}, {len(names)} = {names[-1]})")
+        ax_s.legend(handles=ax_s.get_lines()[-1:], loc="lower right", fontsize=8)
+    fig.suptitle(title or "Sparsity and threshold over training")
+    return fig
+
+
+def _xvalue(p: TradeoffPoint, x: XAxis) -> float:
+    value = p.sparsity if x == "sparsity" else p.flops
+    return math.nan if value is None else value
+
+
+def _goodness(p: TradeoffPoint, x: XAxis) -> tuple[float, float] | None:
+    """Both coordinates to maximise, or ``None`` when the point cannot be placed."""
+    value = _xvalue(p, x)
+    if not (math.isfinite(value) and math.isfinite(p.accuracy)):
+        return None
+    return (value if x == "sparsity" else -value, p.accuracy)
+
+
+def pareto_front(points: Sequence[TradeoffPoint], x: XAxis) -> list[TradeoffPoint]:
+    """The non-dominated points of the accuracy trade-off.
+
+    For ``"sparsity"`` higher sparsity and higher accuracy are better; for ``"flops"`` lower FLOPs
+    and higher accuracy. A point is dominated when another is at least as good on both and
+    strictly better on one, so exact duplicates are all kept. Points without a finite x (``flops``
+    ``None``) or accuracy are skipped.
+
+    Args:
+        points: the trials.
+        x: the quantity traded against accuracy.
+
+    Returns:
+        The front sorted by x, ties by ``trial_id``.
+    """
+    scored = [(g, p) for p in points if (g := _goodness(p, x)) is not None]
+    front = [p for g, p in scored if not any(_dominates(o, g) for o, _ in scored)]
+    return sorted(front, key=lambda p: (_xvalue(p, x), p.trial_id))
+
+
+def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] >= b[0] and a[1] >= b[1] and a != b
+
+
+def _flops_unit(values: Sequence[float]) -> tuple[float, str]:
+    """Scale and prefix chosen so the smallest value reads at least 1 (343 M, not 0.343 G)."""
+    smallest = min((v for v in values if v > 0), default=1.0)
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if smallest >= scale:
+            return scale, unit
+    return 1.0, ""
+
+
+def _scatter_trials(ax: Axes, points: Sequence[TradeoffPoint], x: XAxis) -> None:
+    for landed, marker, color in ((True, "o", _LANDED_COLOR), (False, "x", _OTHER_COLOR)):
+        group = [p for p in points if p.landed is landed]
+        label = f"{'landed' if landed else 'other'} ({len(group)})"
+        xs, ys = [_xvalue(p, x) for p in group], [p.accuracy for p in group]
+        if group:
+            ax.scatter(xs, ys, s=36, marker=marker, color=color, zorder=3, label=label)
+
+
+def _format_x(
+    ax: Axes, x: XAxis, xs: Sequence[float], dense: float | None
+) -> Callable[[float], str]:
+    """Label and format the x axis; returns how to print one x value."""
+    if x == "sparsity":
+        ax.set_xlabel("sparsity")
+        ax.xaxis.set_major_formatter(_percent())
+        return lambda v: f"{v:.1%}"
+    scale, unit = _flops_unit(xs)
+    ax.set_xlabel(f"FLOPs [{unit or 'count'}] (multiply-adds)")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / scale:g}"))
+    if dense:  # top axis: the same positions as fractions of the dense model
+        scale_by = (partial(np.multiply, 1.0 / dense), partial(np.multiply, dense))
+        top = ax.secondary_xaxis("top", functions=scale_by)
+        top.xaxis.set_major_formatter(_percent())
+        top.set_xlabel("fraction of dense FLOPs")
+    return lambda v: f"{v / scale:.3g}{unit} FLOPs"
+
+
+def _annotate_best(
+    ax: Axes, points: Sequence[TradeoffPoint], x: XAxis, text: Callable[[float], str]
+) -> None:
+    landed = [p for p in points if p.landed]
+    best = max(landed, key=lambda p: (p.accuracy, _goodness(p, x), p.trial_id), default=None)
+    if best is None:
+        return
+    bx, (left, right) = _xvalue(best, x), ax.get_xlim()
+    on_right = bx > (left + right) / 2  # put the note towards the middle
+    note = f"best landed: {best.trial_id}\n{best.accuracy:.2%} at {text(bx)}"
+    offset = (-12 if on_right else 12, -28)
+    ax.annotate(
+        note, (bx, best.accuracy), offset, ha="right" if on_right else "left", **_NOTE_STYLE
+    )
+
+
+def tradeoff_figure(
+    points: Sequence[TradeoffPoint],
+    *,
+    x: XAxis,
+    target: float,
+    tolerance: float,
+    dense_flops: float | None = None,
+    title: str = "",
+) -> Figure:
+    """Accuracy against sparsity or FLOPs for every trial, with the Pareto front.
+
+    Landed trials are green circles, the others grey crosses; the front is a step line and the
+    best landed trial (highest accuracy) is annotated. Against sparsity the tolerance band
+    ``[target - tolerance, target + tolerance]`` is shaded (``gid="tolerance-band"``) and the
+    target drawn; against FLOPs the axis reads in K/M/G, with a top axis in fraction of
+    ``dense_flops`` when given.
+
+    Args:
+        points: the trials.
+        x: ``"sparsity"`` or ``"flops"``.
+        target: target sparsity (fraction).
+        tolerance: half-width of the landing band (fraction).
+        dense_flops: FLOPs of the dense model.
+        title: figure title.
+
+    Returns:
+        The figure.
+    """
+    fig = _new_figure(7.5, 5.0)
+    placed = [p for p in points if _goodness(p, x) is not None]
+    if not placed:
+        return _placeholder(fig, f"no trials with accuracy and {x}", title)
+    ax = fig.add_subplot()
+    if x == "sparsity":
+        band = ax.axvspan(target - tolerance, target + tolerance, color="C1", alpha=0.15)
+        band.set(gid="tolerance-band", label=f"target ±{tolerance:.1%}")
+        ax.axvline(target, color="C1", lw=1, label=f"target {target:.1%}")
+    _scatter_trials(ax, placed, x)
+    front = pareto_front(placed, x)
+    xs, ys = [_xvalue(p, x) for p in front], [p.accuracy for p in front]
+    where: Literal["pre", "post"] = "pre" if x == "sparsity" else "post"  # best reachable at x
+    ax.step(xs, ys, where=where, color="C3", lw=1.5, zorder=2, label="Pareto front")
+    text = _format_x(ax, x, [_xvalue(p, x) for p in placed], dense_flops)
+    ax.yaxis.set_major_formatter(_percent())
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    _annotate_best(ax, placed, x, text)
+    fig.suptitle(title or f"Accuracy vs {'sparsity' if x == 'sparsity' else 'FLOPs'}")
+    return fig
