@@ -290,11 +290,18 @@ def _annotate_best(
     if best is None:
         return
     bx, (left, right) = _xvalue(best, x), ax.get_xlim()
+    bottom, top = ax.get_ylim()
     on_right = bx > (left + right) / 2  # put the note towards the middle
+    low = best.accuracy < (bottom + top) / 2  # and away from the x axis
     note = f"best landed: {best.trial_id}\n{best.accuracy:.2%} at {text(bx)}"
-    offset = (-12 if on_right else 12, -28)
+    offset = (-12 if on_right else 12, 12 if low else -28)
     ax.annotate(
-        note, (bx, best.accuracy), offset, ha="right" if on_right else "left", **_NOTE_STYLE
+        note,
+        (bx, best.accuracy),
+        offset,
+        ha="right" if on_right else "left",
+        va="bottom" if low else "top",
+        **_NOTE_STYLE,
     )
 
 
