@@ -5,7 +5,8 @@ outcome of the weight decay λ. For a fixed ``s_init`` and schedule it grows mon
 sigmoidally with ln λ, so ``logit(sparsity)`` is close to linear in ``x = ln λ`` near the targets
 people ask for (80–99%). A lane inverts that response for one ``s_init``:
 
-* with no result yet it starts in the middle of the user's λ range;
+* with no result yet it starts between the middle of the user's λ range and where a prior
+  response (50% sparsity in that middle) puts the target;
 * while every result lies on one side of the band it extrapolates towards the band with a line
   fitted to the results nearest the target (a prior slope when there is one), at most one
   expansion step per trial, and gives up at the λ floor/ceiling;
@@ -66,6 +67,11 @@ SATURATION = 1e-3
 end: its logit says how few weights survived, not where the band is."""
 MIN_STEP = 0.02
 """Smallest move in ln λ past the last one-sided result (2%)."""
+START_PULL = 0.5
+"""The first proposal moves this fraction of the way from the middle of the λ window to where the
+prior response puts the target. Going all the way overshoots into collapsed (sparsity 1) trials
+for high targets; with 0.5 the measured 10-epoch responses of digits and MNIST-1D land 7 targets
+(0.8–0.98) in 48 sequential trials instead of 52, and in 60 instead of 75 two at a time."""
 START_SPREAD = 0.15
 """Concurrent first proposals sit this fraction of the starting window apart."""
 BISECT_SPREAD = 0.12
@@ -175,8 +181,8 @@ class Observation:
     Attributes:
         x: ``ln λ`` of the trial.
         side: where its sparsity fell relative to the band.
-        sparsity: the final sparsity, or ``None`` for a bound (a trial stopped early because it
-            could no longer land: only its side is known).
+        sparsity: the final sparsity; for a bound (a trial stopped early because it could no
+            longer land) the estimate of its final sparsity, or ``None`` without one.
     """
 
     x: float
@@ -259,7 +265,11 @@ def decide(
         window = _one_sided(observations, band, limits, x_hi, -1)
     else:
         width = limits.start_hi - limits.start_lo
-        centre = limits.start_lo + width / 2
+        # The prior response (slope PRIOR_SLOPE, 50% in the middle of the window) puts the
+        # target at middle + logit(target) / PRIOR_SLOPE; go part of the way there.
+        middle = limits.start_lo + width / 2
+        pull = START_PULL * logit(band.target) / PRIOR_SLOPE
+        centre = min(max(middle + pull, limits.start_lo), limits.start_hi)
         # Sparsity grows with λ: for a high target the second guess goes up first.
         up = band.target > 0.5
         window = _Window(

@@ -184,3 +184,14 @@ class BandStopRule:
         if rise is not None and sparsity + rise < self.target - self.tolerance:
             return "below"
         return None
+
+    def estimate(self, epoch: int, sparsity: float) -> float:
+        """A point estimate of the final sparsity of a trial stopped after ``epoch``.
+
+        The sparsity so far plus half the largest remaining rise measured at that fraction of
+        the epochs (no safety factor, no margin): the middle of the range the calibration runs
+        span. The searcher interpolates with it; a stop decision never rests on it. The estimate
+        of a stop lies on the side of the band the stop names.
+        """
+        raw = _envelope(self.margins.rise, epoch / self.epochs) or 0.0
+        return min(1.0, max(0.0, sparsity + raw / 2))

@@ -24,9 +24,10 @@ def epoch_report(
     ``target_gap = |sparsity − target|`` (what a generic optimiser would minimise).
 
     With a ``rule``, an epoch after which the trial can no longer land in the band also carries
-    ``band_stop: "above" | "below"``, and the trainer is asked to stop after it (the trial then
-    ends normally). Every rank of a data-parallel trial sees the same metrics, so every rank takes
-    the same decision.
+    ``band_stop: "above" | "below"`` and ``sparsity_estimate`` (the rule's guess of the final
+    sparsity, for the searcher's interpolation), and the trainer is asked to stop after it (the
+    trial then ends normally). Every rank of a data-parallel trial sees the same metrics, so every
+    rank takes the same decision.
     """
     report: dict[str, Any] = {
         **metrics.flat(),
@@ -42,6 +43,7 @@ def epoch_report(
         decision = rule.decide(metrics.epoch, sparsity)
         if decision is not None:
             report["band_stop"] = decision
+            report["sparsity_estimate"] = rule.estimate(metrics.epoch, sparsity)
             trainer.request_stop()
     return report
 

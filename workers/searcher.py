@@ -101,6 +101,7 @@ class _Trial:
     accuracy: float | None = None
     reason: str = ""
     latest: dict[str, Any] = field(default_factory=dict)
+    estimate: float | None = None  # a bound's estimated final sparsity (``sparsity_estimate``)
 
     @property
     def x(self) -> float:
@@ -288,6 +289,7 @@ class SparsitySearcher(Searcher):
         elif band_stop is not None:
             if band_stop in _BAND_STOPS:
                 trial.status = band_stop
+                trial.estimate = digest.get("estimate", trial.latest.get("estimate"))
             else:
                 self._fail(trial, f"unknown band_stop {band_stop!r}")
         elif result is None:
@@ -483,9 +485,9 @@ class SparsitySearcher(Searcher):
                 assert t.sparsity is not None
                 out.append(_bracket.Observation(t.x, self._band.side(t.sparsity), t.sparsity))
             elif t.status == "above":
-                out.append(_bracket.Observation(t.x, _bracket.ABOVE))
+                out.append(_bracket.Observation(t.x, _bracket.ABOVE, t.estimate))
             elif t.status == "below":
-                out.append(_bracket.Observation(t.x, _bracket.BELOW))
+                out.append(_bracket.Observation(t.x, _bracket.BELOW, t.estimate))
         return out
 
     def _decide(self, lane: int) -> _bracket.Decision:
@@ -515,6 +517,9 @@ class SparsitySearcher(Searcher):
         band_stop = result.get("band_stop")
         if band_stop is not None:
             digest["band_stop"] = str(band_stop)
+            estimate = _finite(result.get("sparsity_estimate"))
+            if estimate is not None and 0.0 <= estimate <= 1.0:
+                digest["estimate"] = estimate
         iteration = _finite(result.get("training_iteration"))
         if iteration is not None:
             digest["training_iteration"] = int(iteration)

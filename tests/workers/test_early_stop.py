@@ -126,6 +126,29 @@ def test_replay_over_measured_trajectories_never_stops_a_landing_trial() -> None
     assert saved > 0.2 * missed  # the rule does save epochs on these runs
 
 
+def test_estimate_of_a_stopped_trial_is_on_its_side_and_nearer_the_final() -> None:
+    runs = json.loads(FIXTURE.read_text())["runs"]
+    raw_error = estimate_error = 0.0
+    stops = 0
+    for run in runs:
+        trajectory = run["trajectory"]
+        final = trajectory[-1]
+        for target in [0.5 + 0.01 * i for i in range(49)]:
+            stop = _replay(trajectory, target, 0.005)
+            if stop is None:
+                continue
+            epoch, side = stop
+            estimate = BandStopRule(target, 0.005, len(trajectory)).estimate(
+                epoch, trajectory[epoch - 1]
+            )
+            assert (estimate > target + 0.005) if side == "above" else (estimate < target - 0.005)
+            raw_error += abs(trajectory[epoch - 1] - final)
+            estimate_error += abs(estimate - final)
+            stops += 1
+    assert stops > 100
+    assert estimate_error < raw_error
+
+
 def test_reporter_marks_and_stops(monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
     from ray import tune
@@ -159,6 +182,7 @@ def test_reporter_marks_and_stops(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "band_stop" not in reports[-1] and not trainer.stopped
     reporter.on_epoch_end(trainer, FakeMetrics(21, 0.9))  # type: ignore[arg-type]
     assert reports[-1]["band_stop"] == "above" and trainer.stopped
+    assert reports[-1]["sparsity_estimate"] == BandStopRule(0.5, 0.005, 30).estimate(21, 0.9)
 
 
 def test_summary_of_a_band_stopped_trial() -> None:

@@ -76,6 +76,9 @@ def measured_response(points: dict[float, float]) -> Response:
 
     return response
 
+FIRST_AT_90 = 0.009487
+"""The first λ suggested for a 90% target in the default window (see the first-suggestion test)."""
+
 
 def result(sparsity: float | None, accuracy: float | None = 0.97, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"training_iteration": 30, **extra}
@@ -270,9 +273,14 @@ def test_limits_validation() -> None:
 # --------------------------------------------------------------------------- the searcher
 
 
-def test_first_suggestion_is_the_geometric_middle_of_the_range() -> None:
-    searcher = SparsitySearcher(target=0.9, s_inits=[-3.0])
-    assert searcher.suggest("a") == {"weight_decay": 0.003162, "s_init": -3.0}
+@pytest.mark.parametrize("target", [0.5, 0.9, 0.1])
+def test_first_suggestion_leans_from_the_middle_towards_the_target(target: float) -> None:
+    searcher = SparsitySearcher(target=target, s_inits=[-3.0])
+    first = searcher.suggest("a")
+    assert isinstance(first, dict) and first["s_init"] == -3.0
+    middle = math.sqrt(1e-4 * 1e-1)
+    lean = _bracket.START_PULL * _bracket.logit(target) / _bracket.PRIOR_SLOPE
+    assert first["weight_decay"] == pytest.approx(middle * math.exp(lean), rel=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -524,6 +532,27 @@ def test_band_stop_results_are_bounds_not_fit_points() -> None:
     assert lane.lambda_lo < c["weight_decay"] < b["weight_decay"]
 
 
+def test_a_band_stop_with_an_estimate_is_interpolated_through() -> None:
+    searcher = SparsitySearcher(target=0.9)
+    a = searcher.suggest("a")
+    assert isinstance(a, dict)
+    searcher.on_trial_complete("a", result(0.7))
+    b = searcher.suggest("b")
+    assert isinstance(b, dict)
+    stopped = result(0.93, band_stop="above", sparsity_estimate=0.96)
+    searcher.on_trial_complete("b", stopped)
+    c = searcher.suggest("c")
+    assert isinstance(c, dict)
+    x_a, x_b = math.log(a["weight_decay"]), math.log(b["weight_decay"])
+    y_a, y_b, y_t = (_bracket.logit(v) for v in (0.7, 0.96, 0.9))
+    expected = x_a + (y_t - y_a) / (y_b - y_a) * (x_b - x_a)  # regula falsi through the estimate
+    assert math.log(c["weight_decay"]) == pytest.approx(expected, abs=1e-3)
+    # restored from its state, the searcher still knows the estimate
+    twin = SparsitySearcher(target=0.9)
+    twin.load_state_dict(json.loads(json.dumps(searcher.state_dict())))
+    assert twin.suggest("d") == searcher.suggest("d")
+
+
 def test_band_stop_from_the_latest_result_counts_when_completion_has_none() -> None:
     searcher = SparsitySearcher(target=0.9)
     searcher.suggest("a")
@@ -536,7 +565,7 @@ def test_band_stop_from_the_latest_result_counts_when_completion_has_none() -> N
     }
     searcher.on_trial_complete("a")
     (lane,) = searcher.lanes()
-    assert lane.lambda_lo == 0.003162
+    assert lane.lambda_lo == FIRST_AT_90
     assert lane.failed == 0
     assert searcher.closest() is None
 
@@ -571,7 +600,7 @@ def test_set_search_properties_accepts_anything() -> None:
     searcher = SparsitySearcher(target=0.9)
     assert searcher.set_search_properties("val_acc", "max", {"spec": {"model": "x"}}, extra=1)
     assert searcher.metric == "sparsity"
-    assert searcher.suggest("a") == {"weight_decay": 0.003162, "s_init": -5.0}
+    assert searcher.suggest("a") == {"weight_decay": FIRST_AT_90, "s_init": -5.0}
 
 
 @pytest.mark.parametrize(
@@ -683,14 +712,14 @@ def test_concurrency_limiter_wrapping(batch: bool) -> None:
     searcher = SparsitySearcher(target=0.9)
     limiter = ConcurrencyLimiter(searcher, max_concurrent=2, batch=batch)
     assert limiter.set_search_properties("sparsity", "max", {})
-    assert isinstance(limiter.suggest("a"), dict)
-    assert isinstance(limiter.suggest("b"), dict)
+    a, b = limiter.suggest("a"), limiter.suggest("b")
+    assert isinstance(a, dict) and isinstance(b, dict)
     assert limiter.suggest("c") is None, "the limiter holds the third slot"
     for trial_id in "ab":
         config = searcher.latest_result(trial_id)
         assert config == {}
-    limiter.on_trial_complete("a", result(0.7))
-    limiter.on_trial_complete("b", result(0.8))
+    limiter.on_trial_complete("a", result(DIGITS(a["weight_decay"])))
+    limiter.on_trial_complete("b", result(DIGITS(b["weight_decay"])))
     run_parallel(limiter, DIGITS, slots=3)
     best = searcher.best()
     assert best is not None
