@@ -260,9 +260,9 @@ def decide(
     elif x_lo is not None and x_hi is not None:
         window = _narrow(observations, band, x_lo, x_hi)
     elif x_lo is not None:
-        window = _one_sided(observations, band, limits, x_lo, +1)
+        window = _one_sided(observations, pending, band, limits, x_lo, +1)
     elif x_hi is not None:
-        window = _one_sided(observations, band, limits, x_hi, -1)
+        window = _one_sided(observations, pending, band, limits, x_hi, -1)
     else:
         width = limits.start_hi - limits.start_lo
         # The prior response (slope PRIOR_SLOPE, 50% in the middle of the window) puts the
@@ -303,13 +303,27 @@ def _dead_end(
 
 
 def _one_sided(
-    observations: Sequence[Observation], band: Band, limits: Limits, edge: float, direction: int
+    observations: Sequence[Observation],
+    pending: Sequence[float],
+    band: Band,
+    limits: Limits,
+    edge: float,
+    direction: int,
 ) -> _Window:
-    """Window past ``edge`` (the result nearest the band) when the band is not bracketed yet."""
+    """Window past ``edge`` (the result nearest the band) when the band is not bracketed yet.
+
+    A pending trial past the edge caps the window: until it reports, a proposal beyond it is a
+    guess it will soon make moot (seen with early stopping, where a stopped trial reports first
+    and its bound, without a usable value, would otherwise send the next trial a full
+    expansion step past the pending one).
+    """
     if direction > 0:
         far = min(edge + limits.step, limits.ceiling)
     else:
         far = max(edge - limits.step, limits.floor)
+    ahead = [direction * (p - edge) for p in pending if direction * (p - edge) > 0]
+    if ahead:
+        far = edge + direction * min(*ahead, abs(far - edge))
     near = edge + direction * min(MIN_STEP, abs(far - edge))
     lo, hi = (near, far) if direction > 0 else (far, near)
     y_t = logit(band.target)

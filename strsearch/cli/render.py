@@ -56,3 +56,17 @@ def accounting_table(acc: Accounting, title: str | None = None) -> Table:
         "scaled by weight density, plus average pooling."
     )
     return table
+
+
+def budget_table(
+    budget: dict[str, float], thresholds: dict[str, float], title: str | None = None
+) -> Table:
+    """A trial's per-layer budget: layer, sparsity, learnt threshold g(s)."""
+    table = Table(title=title, header_style="bold")
+    table.add_column("layer", no_wrap=True)
+    table.add_column("sparsity", justify="right")
+    table.add_column("threshold", justify="right")
+    for name, sparsity in budget.items():
+        threshold = thresholds.get(name)
+        table.add_row(name, f"{sparsity:.2%}", "" if threshold is None else f"{threshold:.4g}")
+    return table

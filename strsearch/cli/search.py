@@ -77,7 +77,7 @@ def search(
     """Search weight decay λ (and s_init) with real STR training until a model lands the target."""
     from pydantic import ValidationError
 
-    from strsearch.cli.render import make_console
+    from strsearch.cli.render import budget_table, make_console
     from strsearch.cli.search_display import SearchDisplay
     from strsearch.spec import SearchSpec
 
@@ -144,6 +144,7 @@ def search(
     console.print()
     best = result.best
     if result.reached and best is not None:
+        console.print(budget_table(best.budget, best.thresholds, "per-layer budget of the best"))
         console.print(
             f"[bold green]landed[/]: λ={best.weight_decay:.4g}, s_init={best.s_init:g} → "
             f"sparsity {best.sparsity:.2%}, val acc {best.val_acc:.2%}, "

@@ -76,6 +76,7 @@ def measured_response(points: dict[float, float]) -> Response:
 
     return response
 
+
 FIRST_AT_90 = 0.009487
 """The first λ suggested for a 90% target in the default window (see the first-suggestion test)."""
 
@@ -232,6 +233,17 @@ def test_a_concurrent_one_sided_proposal_hedges_between_edge_and_estimate() -> N
     assert estimate is not None and estimate > math.log(0.03162)
     second = _bracket.decide(obs, [estimate], [], band, limits).x
     assert second is not None and math.log(0.03162) < second < estimate
+
+
+def test_a_pending_trial_caps_a_one_sided_proposal() -> None:
+    band = _bracket.Band(0.9, 0.005)
+    limits = _bracket.Limits.from_lambdas((1e-4, 1e-1), 1e-7, 10.0, 10.0)
+    stopped_above = [_bracket.Observation(math.log(0.03), _bracket.ABOVE)]  # a bare bound
+    alone = _bracket.decide(stopped_above, [], [], band, limits).x
+    assert alone == pytest.approx(math.log(0.003)), "no value: a full expansion step down"
+    pending = math.log(0.01)
+    capped = _bracket.decide(stopped_above, [pending], [], band, limits).x
+    assert capped is not None and pending < capped < math.log(0.03)
 
 
 @pytest.mark.parametrize("slots", [1, 2])
