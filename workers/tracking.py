@@ -11,7 +11,8 @@ in its own process, so that it can log its own per-epoch metrics, plots and mode
 Runs are found again by tag, never by a remembered id: a restored search continues its parent
 run, and a restarted trial continues its child run (epochs already logged are not logged again).
 Every call is an ordinary client call against the tracking server; per-epoch metrics go out in
-one asynchronous batch per epoch, split to MLflow's per-request limits.
+one batch per epoch from a sender thread (training does not wait for the server), split to
+MLflow's per-request limits.
 
 Which server: ``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``, else the embedded server
 (:mod:`workers.mlflow_server`: ``mlflow server`` with SQLite and local artifacts).
@@ -25,9 +26,11 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +39,7 @@ import mlflow
 import mlflow.pytorch
 import numpy as np
 import torch
-from mlflow.entities import Metric, Param
+from mlflow.entities import LoggedModelOutput, Metric, Param
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.utils.async_logging.run_operations import RunOperations
@@ -243,7 +246,10 @@ class TrialTracker(Callback):
         self.client = MlflowClient(tracking.tracking_uri)
         self.run_id = ""
         self.last_logged = 0
-        self.pending: list[RunOperations] = []
+        # Epoch metrics go out from one thread of our own, synchronously: MLflow's asynchronous
+        # queue makes the first end of a run wait up to a second for its polling thread.
+        self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strsearch-mlflow")
+        self.sent: list[Future[list[RunOperations]]] = []
 
     def on_train_start(self, trainer: Trainer) -> None:
         if trainer.rank != 0:
@@ -283,17 +289,18 @@ class TrialTracker(Callback):
             return
         values = metrics.flat() | {"weight_decay": self.weight_decay, "s_init": self.s_init}
         values["target_gap"] = abs(metrics.scalars["sparsity"] - self.spec.target_sparsity)
-        self.pending += log_metrics(
-            self.client, self.run_id, values, metrics.epoch, synchronous=False
+        self.sent.append(
+            self.sender.submit(log_metrics, self.client, self.run_id, values, metrics.epoch)
         )
         self.last_logged = metrics.epoch
 
     def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
         if trainer.rank != 0:
             return
-        for operations in self.pending:
-            operations.wait()  # type: ignore[no-untyped-call]
-        self.pending.clear()
+        for sent in self.sent:
+            sent.result()  # re-raises a failed request
+        self.sent.clear()
+        self.sender.shutdown()
         final = history[-1] if history else None
         with tempfile.TemporaryDirectory(prefix="strsearch-trial-artifacts-") as tmp:
             folder = Path(tmp)
@@ -321,7 +328,13 @@ class TrialTracker(Callback):
         (folder / "budget.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
 
     def _log_models(self, trainer: Trainer) -> None:
-        """Log the STR model and its densified copy, with an input example and a signature."""
+        """Log the STR model and its densified copy, with an input example and a signature.
+
+        Each is created as a logged model of this run and saved by its id with no active run
+        (with one, ``log_model`` fetches the history of every metric of the run to copy those at
+        its step), then both are linked to the run as its outputs in one call. The parts of
+        ``str_core`` that loading a pickled model imports travel with it as code.
+        """
         model = trainer.model.to("cpu").eval()
         example = torch.stack([trainer.data.test[i][0] for i in range(2)])
         with torch.no_grad():
@@ -329,14 +342,22 @@ class TrialTracker(Callback):
         signature = infer_signature(example.numpy(), output.numpy())
         dense = densify(copy.deepcopy(model)).eval()
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
-        code = [str(Path(str_core.__file__).parent)]
-        uris = {}
+        params = {"weight_decay": f"{self.weight_decay:g}", "s_init": f"{self.s_init:g}"}
+        uris, outputs = {}, []
         mlflow.set_tracking_uri(self.tracking.tracking_uri)
-        with mlflow.start_run(run_id=self.run_id):
+        with tempfile.TemporaryDirectory(prefix="strsearch-model-code-") as tmp:
+            code = [str(_copy_model_code(Path(tmp)))]
             for name, net in (("str_model", model), ("model", dense)):
+                logged = mlflow.initialize_logged_model(
+                    name=name,
+                    source_run_id=self.run_id,
+                    params=params,
+                    experiment_id=self.tracking.experiment_id,
+                )
                 info = mlflow.pytorch.log_model(
                     net,
                     name=name,
+                    model_id=logged.model_id,
                     signature=signature,
                     input_example=example.numpy(),
                     pip_requirements=requirements,
@@ -345,7 +366,28 @@ class TrialTracker(Callback):
                     serialization_format="pickle",
                 )
                 uris[name] = info.model_uri
+                outputs.append(LoggedModelOutput(logged.model_id, step=0))
+        self.client.log_outputs(self.run_id, outputs)
         self.client.set_tag(self.run_id, MODEL_URI_TAG, uris["model"])
+
+
+MODEL_CODE = ("__init__.py", "config.py", "layers", "models")
+"""The parts of ``str_core`` that loading a pickled model imports (the package, its configs, the
+layers and the model registry); data, training and metrics code is not needed to load a model."""
+
+
+def _copy_model_code(dest: Path) -> Path:
+    """Copy the :data:`MODEL_CODE` parts of ``str_core`` to ``dest/str_core`` (no bytecode)."""
+    source = Path(str_core.__file__).parent
+    package = dest / "str_core"
+    package.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in MODEL_CODE:
+        if (source / part).is_dir():
+            shutil.copytree(source / part, package / part, ignore=ignore)
+        else:
+            shutil.copy2(source / part, package / part)
+    return package
 
 
 # ---------------------------------------------------------------------------------- job
