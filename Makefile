@@ -17,9 +17,10 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-## make demo: install, then train an STR model on the built-in digits data and print its budget
+## make demo: install, then search for a 90%-sparse STR model of the built-in digits data
+## (local Ray, embedded MLflow server under runs/mlflow; `strsearch ui --stop` stops that server)
 demo: install
-	$(BIN)/strsearch train --model digits_cnn --dataset digits --weight-decay 5e-3 --s-init -5 --epochs 30 --out runs/demo
+	$(BIN)/strsearch search --model digits_cnn --dataset digits --target 0.9 --epochs 10 --fresh
 
 ## make test: install, lint, type-check, then run the whole test suite
 test: install lint

@@ -277,12 +277,15 @@ class TrialTracker(Callback):
             history = self.client.get_metric_history(run_id, "sparsity")
             self.last_logged = max((m.step for m in history), default=0)
         self.run_id = run_id
-        params = spec_params(self.spec) | {
+        log_params(self.client, run_id, self._params())
+
+    def _params(self) -> dict[str, str]:
+        """The trial's params: the spec's, λ, ``s_init`` and the trial id (run and models)."""
+        return spec_params(self.spec) | {
             "weight_decay": f"{self.weight_decay:g}",
             "s_init": f"{self.s_init:g}",
             "trial_id": self.trial_id,
         }
-        log_params(self.client, run_id, params)
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         if trainer.rank != 0 or metrics.epoch <= self.last_logged:
@@ -342,7 +345,7 @@ class TrialTracker(Callback):
         signature = infer_signature(example.numpy(), output.numpy())
         dense = densify(copy.deepcopy(model)).eval()
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
-        params = {"weight_decay": f"{self.weight_decay:g}", "s_init": f"{self.s_init:g}"}
+        params = self._params()
         uris, outputs = {}, []
         mlflow.set_tracking_uri(self.tracking.tracking_uri)
         with tempfile.TemporaryDirectory(prefix="strsearch-model-code-") as tmp:

@@ -1,0 +1,607 @@
+"""Time that MLflow tracking adds to one trial: the same trial trained with logging off and on.
+
+A search records every trial in its own MLflow run through :class:`workers.tracking.TrialTracker`
+(a trainer callback). This benchmark starts a real tracking server
+(:func:`workers.mlflow_server.start_server`: ``mlflow server`` with SQLite and proxied local
+artifacts, in a temporary folder, stopped at the end), creates a parent run as a search's driver
+would, and for each built-in setup trains one trial of the default recipe (``SearchSpec``
+defaults: 30 epochs, batch 128, SGD lr 0.1 cosine; λ = 5e-3, ``s_init`` = −5, seed 0) with
+tracking off and on, interleaved (off, on, off, on, …) in this one process.
+
+A trial is built as :func:`workers.trainable.train_trial` builds it, without Ray:
+:func:`~workers.trial_config.trial_config`, :func:`~str_core.train.build_run`, torch threads set
+to the spec's ``cpus_per_trial``, a :class:`~str_core.train.Trainer` writing its checkpoint to a
+fresh folder every epoch, and, when tracking is on, the trial's tracker. The Tune reporter is left
+out of both variants (it needs a Ray session), so the trial time here is a little shorter than in
+a search and the ratio a little larger. The timed region is the whole trial, from composing its
+config to the end of ``fit``, so everything the tracker does (finding or creating its run and
+logging params at the start, per-epoch metrics, waiting for them, budget files, plots and the two
+logged models at the end) is inside it.
+
+The tracker is a subclass of ``TrialTracker`` that only times its own work, which splits the added
+time into phases: ``start`` (client, run lookup and creation, params), ``epochs`` (the per-epoch
+hook: handing the epoch's metric batch to the tracker's sender thread), ``flush`` (waiting for
+that thread at the end), ``plots`` (budget CSV/JSON and the two figures rendered to PNG),
+``upload`` (those four files), ``end`` (marking the run finished) and ``models``
+(``mlflow.pytorch.log_model`` of the STR and the densified model, and the model URI tag). What the
+medians differ by beyond these phases is ``indirect``: the sender thread and the server competing
+with training for the CPU, plus noise. Before and after every trial the benchmark lists other
+``benchmarks.*`` processes, so a table measured on a busy machine says so.
+
+Arms (``--arms``, run in the given order each round): ``off``; ``on`` (the tracker as the
+workers use it); ``no-models`` (the same with ``log_models=False``, which
+``TrackingSettings(log_models=False)`` gives). Results and their reading: ``docs/benchmarks.md``.
+
+Usage::
+
+    .venv/bin/python -m benchmarks.tracking_overhead [--quick] [--repeats N] [--json PATH]
+    .venv/bin/python -m benchmarks.tracking_overhead --arms off on no-models   # models' share
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.tracking._tracking_service.utils as mlflow_uri_state
+import torch
+from mlflow.tracking import MlflowClient
+
+from str_core.train import Callback, EpochMetrics, Trainer, build_run
+from strsearch.spec import SearchSpec
+from workers.mlflow_server import start_server, stop_server
+from workers.tracking import (
+    JOB_TAG,
+    KIND_TAG,
+    TrialTracker,
+    TrialTracking,
+)
+from workers.trial_config import trial_config
+
+PHASES = ("start", "epochs", "flush", "plots", "upload", "end", "models")
+"""Phases of the tracker's own time, in the order they happen (see the module docstring)."""
+
+SETUPS: dict[str, tuple[str, str]] = {
+    "digits": ("digits_cnn", "digits"),
+    "mnist1d": ("mnist1d_cnn", "mnist1d"),
+}
+"""Setup name -> (model, dataset) of the built-in setups."""
+
+WEIGHT_DECAY = 5e-3
+S_INIT = -5.0
+TARGET_SPARSITY = 0.9
+GOAL = 0.05
+"""Largest acceptable added time, as a fraction of the trial time without tracking."""
+
+EXPERIMENT = "tracking-overhead"
+
+
+def trial_spec(setup: str, epochs: int | None = None) -> SearchSpec:
+    """The default search spec of a built-in setup (``epochs`` overrides the recipe's 30)."""
+    model, dataset = SETUPS[setup]
+    data: dict[str, Any] = {"model": model, "dataset": dataset, "target_sparsity": TARGET_SPARSITY}
+    if epochs is not None:
+        data["training"] = {"epochs": epochs}
+    return SearchSpec.parse(data)
+
+
+class _TimedClient(MlflowClient):
+    """An ``MlflowClient`` that adds the time of its artifact uploads and run ends to ``seconds``
+    (``upload`` and ``end``)."""
+
+    def __init__(self, tracking_uri: str, seconds: dict[str, float]) -> None:
+        super().__init__(tracking_uri)
+        self.seconds = seconds
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
+        started = time.perf_counter()
+        try:
+            super().log_artifacts(run_id, local_dir, artifact_path)
+        finally:
+            self.seconds["upload"] += time.perf_counter() - started
+
+    def set_terminated(
+        self, run_id: str, status: str | None = None, end_time: int | None = None
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            super().set_terminated(run_id, status, end_time)
+        finally:
+            self.seconds["end"] += time.perf_counter() - started
+
+
+class TimedTrialTracker(TrialTracker):
+    """A :class:`TrialTracker` that adds the wall time of its own work to :attr:`seconds`.
+
+    Behaviour is the parent's: the epoch batches that the parent waits for at the start of
+    ``on_train_end`` are waited for here first (timed as ``flush``), so the parent finds none;
+    its client is an ``MlflowClient`` that times its uploads and run ends. ``plots`` is the rest
+    of the time before the models: the budget CSV/JSON and the two figures rendered to PNG.
+    """
+
+    def __init__(
+        self,
+        tracking: TrialTracking,
+        trial_id: str,
+        spec: SearchSpec,
+        weight_decay: float,
+        s_init: float,
+    ) -> None:
+        started = time.perf_counter()
+        super().__init__(tracking, trial_id, spec, weight_decay, s_init)
+        self.seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self.client = _TimedClient(tracking.tracking_uri, self.seconds)
+        self.seconds["start"] = time.perf_counter() - started
+
+    @contextlib.contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the time spent in the block to ``seconds[phase]``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - started
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        with self.timed("start"):
+            super().on_train_start(trainer)
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
+        with self.timed("epochs"):
+            super().on_epoch_end(trainer, metrics)
+
+    def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
+        with self.timed("flush"):
+            for sent in self.sent:
+                sent.result()
+            self.sent.clear()
+        timed = ("upload", "end", "models")
+        before = sum(self.seconds[p] for p in timed)
+        started = time.perf_counter()
+        super().on_train_end(trainer, history)
+        inside = sum(self.seconds[p] for p in timed) - before
+        self.seconds["plots"] += time.perf_counter() - started - inside
+
+    def _log_models(self, trainer: Trainer) -> None:
+        with self.timed("models"):
+            super()._log_models(trainer)
+
+
+ARMS: dict[str, type[TimedTrialTracker] | None] = {
+    "off": None,
+    "on": TimedTrialTracker,
+    "no-models": TimedTrialTracker,
+}
+"""Arm name -> tracker class (``None``: tracking off). ``on`` is the tracker as the workers use
+it; ``no-models`` the tracker with ``log_models=False`` (what ``TrackingSettings(log_models=False)``
+gives: params, metrics, budget files and plots only)."""
+
+
+@dataclass(frozen=True)
+class TrialTiming:
+    """One timed trial.
+
+    Attributes:
+        setup: built-in setup name.
+        arm: tracking arm (see :data:`ARMS`).
+        repeat: index of the interleaved round (``-1``: the untimed warm-up round).
+        seconds: wall time of the whole trial.
+        phases: seconds of each tracker phase (all zero with tracking off).
+        sparsity: final overall sparsity (equal in all arms: tracking must not change training).
+        test_acc: final test accuracy.
+        run_id: the trial's MLflow run, or ``None`` with tracking off.
+        concurrent: other ``benchmarks.*`` processes running before or after the trial.
+    """
+
+    setup: str
+    arm: str
+    repeat: int
+    seconds: float
+    phases: dict[str, float]
+    sparsity: float
+    test_acc: float
+    run_id: str | None
+    concurrent: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Job:
+    """A parent run that the trials of one benchmark run are logged under."""
+
+    tracking: TrialTracking
+    client: MlflowClient
+
+    @classmethod
+    def create(cls, uri: str, experiment: str = EXPERIMENT) -> Job:
+        """Create (or reuse) the experiment and a fresh parent run, as a search's driver does."""
+        client = MlflowClient(uri)
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        job_id = f"tracking-overhead-{uuid.uuid4().hex[:8]}"
+        run = client.create_run(
+            experiment_id, run_name=job_id, tags={JOB_TAG: job_id, KIND_TAG: "job"}
+        )
+        tracking = TrialTracking(uri, str(experiment_id), job_id, run.info.run_id)
+        return cls(tracking, client)
+
+
+def run_trial(
+    spec: SearchSpec, arm: str, job: Job, trial_id: str
+) -> tuple[float, TimedTrialTracker | None, EpochMetrics]:
+    """Train one trial as ``workers.trainable.train_trial`` does, without Ray, and time it.
+
+    Args:
+        spec: the job's spec (the trial is ``(WEIGHT_DECAY, S_INIT)`` of it).
+        arm: a key of :data:`ARMS`.
+        job: the parent run the tracked trial logs under.
+        trial_id: the trial's id (a new one gives a new child run).
+
+    Returns:
+        Wall seconds of the trial, its tracker (``None`` with tracking off), its last epoch.
+    """
+    tracker_class = ARMS[arm]
+    threads = torch.get_num_threads()
+    started = time.perf_counter()
+    trial = trial_config(spec, weight_decay=WEIGHT_DECAY, s_init=S_INIT)
+    torch.set_num_threads(max(1, int(spec.resources.cpus_per_trial)))
+    workdir = Path(tempfile.mkdtemp(prefix="strsearch-trial-"))
+    try:
+        run = build_run(trial.model, trial.data, trial.train, trial.str_config)
+        tracker = None
+        if tracker_class is not None:
+            tracking = job.tracking
+            if arm == "no-models":
+                tracking = TrialTracking(**(tracking.to_dict() | {"log_models": False}))
+            tracker = tracker_class(tracking, trial_id, spec, WEIGHT_DECAY, S_INIT)
+        callbacks: list[Callback] = [tracker] if tracker is not None else []
+        trainer = Trainer(
+            run.model, trial.train, run.data, callbacks=callbacks, checkpoint_dir=workdir
+        )
+        result = trainer.fit()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        seconds = time.perf_counter() - started
+        torch.set_num_threads(threads)
+    return seconds, tracker, result.final
+
+
+def time_setup(
+    setup: str, job: Job, *, arms: Sequence[str], repeats: int, epochs: int | None, warmup: bool
+) -> list[TrialTiming]:
+    """Train the setup's trial ``repeats`` times per arm, the arms interleaved round by round.
+
+    Args:
+        setup: a key of :data:`SETUPS`.
+        job: the parent run of the tracked trials.
+        arms: keys of :data:`ARMS`, in the order each round runs them.
+        repeats: timed rounds.
+        epochs: epochs per trial (``None``: the recipe's 30).
+        warmup: run one untimed round of 2-epoch trials first (repeat ``-1`` in the result).
+
+    Returns:
+        One timing per trial, in run order.
+    """
+    timings = []
+    rounds = ([(-1, trial_spec(setup, epochs=2))] if warmup else []) + [
+        (r, trial_spec(setup, epochs)) for r in range(repeats)
+    ]
+    for repeat, spec in rounds:
+        for arm in arms:
+            trial_id = f"{setup}-{arm}-r{repeat}-{uuid.uuid4().hex[:6]}"
+            others = machine_state()["other_benchmarks"]
+            seconds, tracker, final = run_trial(spec, arm, job, trial_id)
+            others += machine_state()["other_benchmarks"]
+            phases = dict(tracker.seconds) if tracker else dict.fromkeys(PHASES, 0.0)
+            timings.append(
+                TrialTiming(
+                    setup=setup,
+                    arm=arm,
+                    repeat=repeat,
+                    seconds=seconds,
+                    phases=phases,
+                    sparsity=final.scalars["sparsity"],
+                    test_acc=final.scalars["test_acc"],
+                    run_id=tracker.run_id if tracker else None,
+                    concurrent=tuple(dict.fromkeys(others)),
+                )
+            )
+            busy = " (another benchmark was running)" if others else ""
+            print(
+                f"{setup} round {repeat} {arm}: {seconds:.2f} s{busy}",
+                file=sys.stderr,
+                flush=True,
+            )
+    return timings
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    """Medians of one arm of one setup over the timed rounds, against the ``off`` arm.
+
+    Attributes:
+        setup: built-in setup name.
+        arm: tracking arm.
+        epochs: epochs per trial.
+        repeats: timed trials of this arm.
+        seconds: median trial wall time.
+        ratio: ``seconds`` over the ``off`` arm's median.
+        added: ``seconds`` minus the ``off`` arm's median.
+        phases: median seconds of each tracker phase.
+        own: the sum of ``phases``: the time spent in the tracker's own calls.
+        indirect: ``added`` minus ``own``: time lost outside the tracker's own calls (the
+            logging thread and the server competing for the CPU), plus noise.
+        same_result: every trial of the setup ended at the same sparsity and test accuracy.
+        all_seconds: the wall times, in run order.
+        overlapped: how many of the trials ran beside another benchmark.
+    """
+
+    setup: str
+    arm: str
+    epochs: int
+    repeats: int
+    seconds: float
+    ratio: float
+    added: float
+    phases: dict[str, float]
+    own: float
+    indirect: float
+    same_result: bool
+    all_seconds: tuple[float, ...] = field(default=())
+    overlapped: int = 0
+
+
+def summarize(timings: Sequence[TrialTiming], epochs: int) -> list[ArmSummary]:
+    """One summary per (setup, arm) of the timed trials (warm-up trials are left out)."""
+    timed = [t for t in timings if t.repeat >= 0]
+    out = []
+    for setup in dict.fromkeys(t.setup for t in timed):
+        mine = [t for t in timed if t.setup == setup]
+        same = len({(t.sparsity, t.test_acc) for t in mine}) == 1
+        base = statistics.median(t.seconds for t in mine if t.arm == "off")
+        for arm in dict.fromkeys(t.arm for t in mine):
+            trials = [t for t in mine if t.arm == arm]
+            median = statistics.median(t.seconds for t in trials)
+            phases = {p: statistics.median(t.phases[p] for t in trials) for p in PHASES}
+            out.append(
+                ArmSummary(
+                    setup=setup,
+                    arm=arm,
+                    epochs=epochs,
+                    repeats=len(trials),
+                    seconds=median,
+                    ratio=median / base,
+                    added=median - base,
+                    phases=phases,
+                    own=sum(phases.values()),
+                    indirect=(median - base) - sum(phases.values()) if arm != "off" else 0.0,
+                    same_result=same,
+                    all_seconds=tuple(t.seconds for t in trials),
+                    overlapped=sum(bool(t.concurrent) for t in trials),
+                )
+            )
+    return out
+
+
+def format_table(rows: Sequence[ArmSummary]) -> str:
+    """A Markdown table: median trial time, ratio to ``off``, the added time, the tracker's own
+    time and its phases, and the rest (``indirect``)."""
+    header = ["setup", "epochs", "tracking", "trial s", "ratio", "added s", "own s", *PHASES]
+    header.append("indirect")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [r.setup, str(r.epochs), r.arm, f"{r.seconds:.2f}", f"{r.ratio:.3f}"]
+        if r.arm == "off":
+            cells += ["–"] * (len(header) - len(cells))
+        else:
+            cells += [f"{r.added:+.2f}", f"{r.own:.2f}", *(f"{r.phases[p]:.2f}" for p in PHASES)]
+            cells.append(f"{r.indirect:+.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def goal_report(rows: Sequence[ArmSummary], goal: float = GOAL) -> list[str]:
+    """One line per tracked arm: the added time as a share of the untracked trial, against the
+    goal; and a warning where the arms of a setup did not train to the same result."""
+    lines = []
+    for r in rows:
+        if r.arm != "off":
+            verdict = "meets" if r.ratio - 1.0 <= goal else "MISSES"
+            base = r.seconds - r.added
+            lines.append(
+                f"{r.setup}/{r.arm}: tracking adds {r.ratio - 1.0:+.1%} of the trial time, "
+                f"its own calls {r.own / base:.1%} (goal <= {goal:.0%}): {verdict}"
+            )
+    for setup in dict.fromkeys(r.setup for r in rows if not r.same_result):
+        lines.append(f"WARNING {setup}: the arms ended at different sparsity or accuracy")
+    overlapped, trials = sum(r.overlapped for r in rows), sum(r.repeats for r in rows)
+    if overlapped:
+        lines.append(f"WARNING {overlapped} of {trials} timed trials ran beside another benchmark")
+    return lines
+
+
+@contextlib.contextmanager
+def kept_mlflow_uri() -> Iterator[None]:
+    """Put MLflow's process-wide tracking URI and ``MLFLOW_TRACKING_URI`` back on exit.
+
+    ``TrialTracker._log_models`` calls ``mlflow.set_tracking_uri``, which also sets the variable;
+    left alone, a caller's later MLflow calls would go to the benchmark's stopped server.
+    """
+    saved_uri = mlflow_uri_state._tracking_uri
+    saved_env = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        yield
+    finally:
+        mlflow_uri_state.set_tracking_uri(saved_uri)  # type: ignore[arg-type]  # None: unset
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+
+
+@contextlib.contextmanager
+def tracking_server(uri: str | None = None) -> Iterator[str]:
+    """Yield ``uri``, or start a real ``mlflow server`` in a temporary folder, yield its URL and
+    stop it (and remove the folder) on exit."""
+    if uri is not None:
+        yield uri
+        return
+    with tempfile.TemporaryDirectory(prefix="tracking-overhead-") as tmp:
+        server = start_server(Path(tmp) / "mlflow")
+        try:
+            yield server.url
+        finally:
+            stop_server(server)
+
+
+def run_benchmark(
+    setups: Sequence[str] = tuple(SETUPS),
+    arms: Sequence[str] = ("off", "on"),
+    *,
+    repeats: int = 3,
+    epochs: int | None = None,
+    warmup: bool = True,
+    tracking_uri: str | None = None,
+) -> tuple[list[ArmSummary], list[TrialTiming]]:
+    """Time the arms on each setup against one tracking server.
+
+    Args:
+        setups: keys of :data:`SETUPS`.
+        arms: keys of :data:`ARMS`; must include ``off`` (the baseline of the ratios).
+        repeats: timed trials per arm and setup.
+        epochs: epochs per trial (``None``: the recipe's 30).
+        warmup: one untimed round of 2-epoch trials per setup first.
+        tracking_uri: an existing server; ``None`` starts one for the run and stops it after.
+
+    Returns:
+        The summaries (one per setup and arm) and every trial's timing.
+
+    Raises:
+        ValueError: for an unknown setup or arm, no ``off`` arm, or ``repeats`` < 1.
+    """
+    unknown = sorted(set(setups) - set(SETUPS)) + sorted(set(arms) - set(ARMS))
+    if unknown or "off" not in arms or repeats < 1:
+        raise ValueError(
+            f"need setups from {sorted(SETUPS)}, arms from {sorted(ARMS)} including 'off', "
+            f"repeats >= 1; got unknown {unknown}, arms {list(arms)}, repeats {repeats}"
+        )
+    timings: list[TrialTiming] = []
+    with kept_mlflow_uri(), tracking_server(tracking_uri) as uri:
+        job = Job.create(uri)
+        try:
+            for setup in setups:
+                timings += time_setup(
+                    setup, job, arms=arms, repeats=repeats, epochs=epochs, warmup=warmup
+                )
+        finally:
+            job.client.set_terminated(job.tracking.parent_run_id, "FINISHED")
+    return summarize(timings, epochs or trial_spec(setups[0]).training.epochs), timings
+
+
+def machine_state() -> dict[str, Any]:
+    """What else ran on the machine: load averages and other ``benchmarks.*`` processes."""
+    others = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            pid = int(cmdline.parent.name)
+            words = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except (OSError, ValueError):
+            continue
+        if pid != os.getpid() and any(w.startswith("benchmarks.") for w in words):
+            others.append(" ".join(w for w in words if w))
+    return {"loadavg": os.getloadavg(), "other_benchmarks": sorted(others)}
+
+
+def _metadata(argv: Sequence[str]) -> dict[str, Any]:
+    return {
+        "command": " ".join([".venv/bin/python -m benchmarks.tracking_overhead", *argv]),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "mlflow": mlflow.__version__,
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "weight_decay": WEIGHT_DECAY,
+        "s_init": S_INIT,
+        "target_sparsity": TARGET_SPARSITY,
+        "machine_before": machine_state(),
+    }
+
+
+def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.tracking_overhead",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: digits, 2 epochs, 1 round, no warm-up (times are not meaningful)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
+    parser.add_argument("--epochs", type=int, help="epochs per trial (default: the recipe's 30)")
+    parser.add_argument("--setup", action="append", choices=sorted(SETUPS), help="repeatable")
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        choices=list(ARMS),
+        default=["off", "on"],
+        help="tracking arms, run in this order each round (default: off on)",
+    )
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up round")
+    parser.add_argument("--tracking-uri", help="use this server instead of starting one")
+    parser.add_argument("--json", type=Path, help="write summaries, trials and metadata here")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parse_args(argv)
+    setups = args.setup or (["digits"] if args.quick else list(SETUPS))
+    repeats = 1 if args.quick else args.repeats
+    epochs = 2 if args.quick and args.epochs is None else args.epochs
+    meta = _metadata(argv)
+    with tracking_server(args.tracking_uri) as uri:
+        meta["tracking_uri"] = uri
+        meta["server"] = "given" if args.tracking_uri else "started by the benchmark"
+        summaries, timings = run_benchmark(
+            setups,
+            args.arms,
+            repeats=repeats,
+            epochs=epochs,
+            warmup=not (args.quick or args.no_warmup),
+            tracking_uri=uri,
+        )
+    meta["machine_after"] = machine_state()
+    print(format_table(summaries))
+    for line in goal_report(summaries):
+        print(line)
+    if args.json:
+        payload = {
+            "meta": meta,
+            "summaries": [asdict(s) for s in summaries],
+            "trials": [asdict(t) for t in timings],
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    # mlflow.pytorch warns twice per tracked trial that pickled models need trust to load
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+    raise SystemExit(main())
