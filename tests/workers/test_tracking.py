@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,10 @@ def test_a_search_records_parent_and_trial_runs(mlflow_server: LocalServer, tmp_
     assert torch.allclose(a, b, atol=1e-5)
     info = mlflow.models.get_model_info(logged["model"].model_uri)
     assert info.signature is not None and info.saved_input_example_info is not None
+    # the model travels with the str_core code it needs: it loads where str_core is not installed
+    local = mlflow.artifacts.download_artifacts(logged["model"].model_uri, dst_path=str(tmp_path))
+    standalone = _outputs_without_str_core(Path(local), example, tmp_path)
+    assert np.allclose(standalone, b.numpy(), atol=1e-5)
 
     # a landed search registers its best model, tagged with what it achieved
     assert result.reached, [(t.weight_decay, t.sparsity) for t in result.trials]
@@ -149,6 +155,39 @@ def test_a_search_records_parent_and_trial_runs(mlflow_server: LocalServer, tmp_
     assert float(registered.tags["test_acc"]) == pytest.approx(best.test_acc)
     assert float(registered.tags["flops"]) == pytest.approx(best.flops, rel=1e-6)
     assert registered.tags["job_id"] == "job-1"
+
+
+STANDALONE = """
+import sys
+sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path = [p for p in sys.path if p and p.rstrip("/") != sys.argv[1]]
+sys.modules.pop("str_core", None)
+import importlib.util
+assert importlib.util.find_spec("str_core") is None, "str_core is still importable"
+import mlflow.pytorch, numpy as np, torch
+model = mlflow.pytorch.load_model(sys.argv[2]).eval()
+with torch.no_grad():
+    out = model(torch.from_numpy(np.load(sys.argv[3])))
+np.save(sys.argv[4], out.numpy())
+"""
+
+
+def _outputs_without_str_core(model_dir: Path, example: np.ndarray, tmp: Path) -> np.ndarray:
+    """Run the logged model in a fresh interpreter that cannot import the checkout's str_core."""
+    checkout = str(Path(__file__).resolve().parents[2])
+    np.save(tmp / "in.npy", example)
+    args = [str(model_dir), str(tmp / "in.npy"), str(tmp / "out.npy")]
+    done = subprocess.run(
+        [sys.executable, "-c", STANDALONE, checkout, *args],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out: np.ndarray = np.load(tmp / "out.npy")
+    return out
 
 
 def test_metrics_are_split_into_batches_within_the_limit(mlflow_server: LocalServer) -> None:
