@@ -149,7 +149,8 @@ def test_the_parent_run_lists_every_trial(
     page: Page, mlflow_server: LocalServer, recorded: Recorded, tmp_path: Path
 ) -> None:
     open_experiment(page, mlflow_server.url, recorded.experiment_name)
-    assert page.get_by_role("link", name=recorded.parent_name, exact=True).is_visible()
+    parent = page.get_by_role("link", name=recorded.parent_name, exact=True)
+    parent.wait_for(state="visible", timeout=60_000)  # the table fills in after the page loads
 
     children = expand_parent_run(page, recorded.parent_name)
 

@@ -84,7 +84,8 @@ def test_experiment_lists_the_parent_and_its_children(
     page: Page, mlflow_server: LocalServer, logged: Logged
 ) -> None:
     open_experiment(page, mlflow_server.url, logged.experiment_name)
-    assert page.get_by_role("link", name=logged.parent_name, exact=True).is_visible()
+    parent = page.get_by_role("link", name=logged.parent_name, exact=True)
+    parent.wait_for(state="visible", timeout=60_000)  # the table fills in after the page loads
     assert not page.get_by_role("link", name=logged.child_names[0], exact=True).is_visible()
 
     children = expand_parent_run(page, logged.parent_name)

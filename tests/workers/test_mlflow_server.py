@@ -110,8 +110,9 @@ def test_run_round_trips_through_the_server(mlflow_server: LocalServer, tmp_path
     ]
     down = client.download_artifacts(run.info.run_id, "budgets/budget.csv", str(tmp_path))
     assert Path(down).read_text() == upload.read_text()
-    stored = list((mlflow_server.root / "artifacts").rglob("budget.csv"))
-    assert len(stored) == 1  # it went through the proxy into the server's artifact root
+    stored = list((mlflow_server.root / "artifacts").rglob("budgets/budget.csv"))
+    mine = [p for p in stored if run.info.run_id in p.parts]
+    assert len(mine) == 1  # it went through the proxy into the server's artifact root
 
 
 def test_tracking_uri_prefers_the_environment(
