@@ -24,7 +24,7 @@ from PIL import Image
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from strsearch.spec import SearchSpec
 from tests.browser.mlflow_ui import (
@@ -34,7 +34,6 @@ from tests.browser.mlflow_ui import (
     collapse_sidebar,
     column_headers,
     expand_parent_run,
-    launch_chromium,
     new_page,
     open_experiment,
     open_run_artifact,
@@ -115,14 +114,6 @@ def recorded(
         trial_runs=trial_runs,
         best_trial=result.best.trial_id,
     )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

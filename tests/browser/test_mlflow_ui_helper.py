@@ -16,12 +16,11 @@ from PIL import Image
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.browser.mlflow_ui import (
     CHROMIUM,
     expand_parent_run,
-    launch_chromium,
     new_page,
     open_experiment,
     open_run_artifact,
@@ -63,14 +62,6 @@ def logged(mlflow_server: LocalServer, tmp_path_factory: pytest.TempPathFactory)
     for run in (*children, parent):
         client.set_terminated(run.info.run_id)
     return Logged(name, experiment_id, "search", ("trial-0", "trial-1"), children[0].info.run_id)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
