@@ -14,6 +14,7 @@ import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 SPEC_VERSION = 1
 
@@ -22,6 +23,17 @@ _NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def _invalid(self, loc: tuple[str, ...], message: str, value: Any) -> ValidationError:
+        """A validation error of a cross-field rule, located at the field ``loc`` names.
+
+        A plain ``ValueError`` in a model validator is located at the model itself; this one
+        tells the API client (and the CLI) which field to change.
+        """
+        detail = InitErrorDetails(
+            type=PydanticCustomError("value_error", message), loc=loc, input=value
+        )
+        return ValidationError.from_exception_data(type(self).__name__, [detail])
 
 
 class TrainingRecipe(_Strict):
@@ -47,7 +59,9 @@ class TrainingRecipe(_Strict):
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainingRecipe:
         if self.warmup_epochs > self.epochs:
-            raise ValueError("warmup_epochs must not exceed epochs")
+            raise self._invalid(
+                ("warmup_epochs",), "warmup_epochs must not exceed epochs", self.warmup_epochs
+            )
         return self
 
 
@@ -86,9 +100,11 @@ class SearchSettings(_Strict):
     @model_validator(mode="after")
     def _bracket_ordered(self) -> SearchSettings:
         if self.lambda_min >= self.lambda_max:
-            raise ValueError("lambda_min must be smaller than lambda_max")
+            raise self._invalid(
+                ("lambda_min",), "lambda_min must be smaller than lambda_max", self.lambda_min
+            )
         if len(set(self.s_init)) != len(self.s_init):
-            raise ValueError("s_init values must be distinct")
+            raise self._invalid(("s_init",), "s_init values must be distinct", self.s_init)
         return self
 
 
@@ -118,9 +134,11 @@ class Resources(_Strict):
     @model_validator(mode="after")
     def _whole_gpus_when_parallel(self) -> Resources:
         if self.workers_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
-            raise ValueError(
+            raise self._invalid(
+                ("gpus_per_trial",),
                 "gpus_per_trial must be a whole number when workers_per_trial > 1 "
-                "(two workers must not share a GPU)"
+                "(two workers must not share a GPU)",
+                self.gpus_per_trial,
             )
         return self
 
@@ -145,11 +163,17 @@ class SearchSpec(_Strict):
     def _band_inside_unit_interval(self) -> SearchSpec:
         low, high = self.target_sparsity - self.tolerance, self.target_sparsity + self.tolerance
         if low <= 0 or high >= 1:
-            raise ValueError("target_sparsity ± tolerance must lie inside (0, 1)")
+            raise self._invalid(
+                ("tolerance",),
+                "target_sparsity ± tolerance must lie inside (0, 1)",
+                self.tolerance,
+            )
         if self.training.batch_size % self.resources.workers_per_trial:
-            raise ValueError(
+            raise self._invalid(
+                ("training", "batch_size"),
                 "training.batch_size (the global batch) must be a multiple of "
-                "resources.workers_per_trial"
+                "resources.workers_per_trial",
+                self.training.batch_size,
             )
         return self
 

@@ -1,0 +1,109 @@
+"""Engines and schema migrations for the service's database (SQLite or PostgreSQL).
+
+``make_engine`` sets up each backend for a multi-process job queue: SQLite gets WAL (readers
+never block the writer), a 30 s busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` for write
+transactions, so two processes never deadlock upgrading a read lock to a write lock; a
+connection opened with the execution option ``strsearch_read_only=True`` begins a plain
+(deferred) transaction instead. ``upgrade`` runs the Alembic migrations in
+``service/migrations`` programmatically (no ``alembic.ini`` needed), and ``schema_at_head``
+tells ``/ready`` whether the database is at the latest migration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, Connection, make_url
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_S = 30.0
+#: execution option that makes a SQLite transaction deferred (read-only work)
+READ_ONLY = "strsearch_read_only"
+#: any 64-bit constant: serializes concurrent ``upgrade`` calls on PostgreSQL
+_MIGRATION_LOCK = 0x5354_5253_4541_5243 & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse the URL; a bare ``postgresql://`` uses psycopg 3 (the driver installed)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` set up for concurrent use by several threads and processes."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # take transaction control from the sqlite3 module; "begin" below issues BEGIN itself
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """An Alembic config pointing at the package's migrations (and at ``engine``'s URL)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if engine is not None:
+        rendered = engine.url.render_as_string(hide_password=False)
+        config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Migrate the database to the latest revision (safe when several processes start at once)."""
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def head_revisions() -> set[str]:
+    """The revisions the code expects (normally one)."""
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def current_revisions(engine: Engine) -> set[str]:
+    """The revisions the database is at (empty before the first migration)."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        return set(MigrationContext.configure(connection).get_current_heads())
+
+
+def schema_at_head(engine: Engine) -> bool:
+    """True when the database is at the latest migration; connection errors propagate."""
+    return current_revisions(engine) == head_revisions()
