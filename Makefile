@@ -17,18 +17,19 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-## make demo: install, then search for a 90%-sparse STR model of the built-in digits data
-## (local Ray, embedded MLflow server under runs/mlflow; `strsearch ui --stop` stops that server)
+## make demo: install, then run the service on this machine (API + MLflow + Ray + agent under runs/),
+## submit one 90%-sparse digits_cnn job, follow it to the end and print the result; the MLflow
+## server stays up for browsing (`strsearch ui` prints its address, `strsearch ui --stop` stops it)
 demo: install
-	$(BIN)/strsearch search --model digits_cnn --dataset digits --target 0.9 --epochs 10 --fresh
+	$(BIN)/strsearch demo
 
 ## make test: install, lint, type-check, then run the whole test suite
 test: install lint
 	$(BIN)/python -m pytest --cov --cov-report=term tests
 
 lint: install
-	$(BIN)/ruff check str_core strsearch workers tests benchmarks
-	$(BIN)/ruff format --check str_core strsearch workers tests benchmarks
+	$(BIN)/ruff check str_core strsearch workers service tests benchmarks
+	$(BIN)/ruff format --check str_core strsearch workers service tests benchmarks
 	$(BIN)/mypy
 
 clean:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from strsearch.cli import budget, catalog, search, train, ui
+from strsearch.cli import budget, catalog, jobs, search, serve, train, ui
+from strsearch.cli.agent import agent
+from strsearch.cli.token import token_app
 
 app = typer.Typer(
     name="strsearch",
@@ -19,8 +21,18 @@ app.command("search")(search.search)
 app.command("models")(catalog.models)
 app.command("datasets")(catalog.datasets)
 app.command("ui")(ui.ui)
+# the service: run it, use it as a client, and its agents
+app.command("serve")(serve.serve)
+app.command("demo")(serve.demo)
+app.command("submit")(jobs.submit)
+app.command("jobs")(jobs.jobs)
+app.command("watch")(jobs.watch)
+app.command("cancel")(jobs.cancel)
+app.command("result")(jobs.result)
+app.add_typer(token_app, name="token")
+app.command("agent")(agent)
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    app(prog_name="strsearch")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
-from str_core.metrics import Accounting
+if TYPE_CHECKING:  # torch-free at run time: the service's client commands import this module
+    from str_core.metrics import Accounting
 
 
 def make_console(*, stderr: bool = False) -> Console:

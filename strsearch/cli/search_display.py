@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,40 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One line of the trials table; ``state`` is shown as is (landed, above, running, ...)."""
+
+    trial_id: str
+    weight_decay: float
+    s_init: float
+    epoch: int
+    sparsity: float | None
+    val_acc: float | None
+    state: str
+
+
+def trials_table(
+    rows: Iterable[TrialRow], *, target: float, tolerance: float, epochs: int
+) -> Table:
+    """The live trials table of ``strsearch search`` and ``strsearch watch``."""
+    table = Table(
+        "trial", "λ", "s_init", "epoch", "sparsity", "val acc", "state",
+        title=f"target {target:.2%} ± {tolerance:.2%}", header_style="bold",
+    )  # fmt: skip
+    for row in rows:
+        table.add_row(
+            row.trial_id,
+            f"{row.weight_decay:.4g}",
+            f"{row.s_init:g}",
+            f"{row.epoch}/{epochs}",
+            "" if row.sparsity is None else f"{row.sparsity:.2%}",
+            "" if row.val_acc is None else f"{row.val_acc:.2%}",
+            row.state,
+        )
+    return table
 
 
 @dataclass
@@ -52,20 +87,12 @@ class SearchDisplay:
         return "above" if row.sparsity > self.target else "below"
 
     def _render(self) -> Group:
-        table = Table(
-            "trial", "λ", "s_init", "epoch", "sparsity", "val acc", "state",
-            title=f"target {self.target:.2%} ± {self.tolerance:.2%}", header_style="bold",
-        )  # fmt: skip
-        for trial_id, row in self.rows.items():
-            table.add_row(
-                trial_id,
-                f"{row.weight_decay:.4g}",
-                f"{row.s_init:g}",
-                f"{row.epoch}/{self.epochs}",
-                "" if row.sparsity is None else f"{row.sparsity:.2%}",
-                "" if row.val_acc is None else f"{row.val_acc:.2%}",
-                self._state(row),
-            )
+        rows = [
+            TrialRow(trial_id, r.weight_decay, r.s_init, r.epoch, r.sparsity, r.val_acc,
+                     self._state(r))
+            for trial_id, r in self.rows.items()
+        ]  # fmt: skip
+        table = trials_table(rows, target=self.target, tolerance=self.tolerance, epochs=self.epochs)
         return Group(table, self.progress)
 
     def _row(self, trial_id: str, config: dict[str, Any]) -> _Row:
