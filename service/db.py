@@ -11,6 +11,7 @@ tells ``/ready`` whether the database is at the latest migration.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ BUSY_TIMEOUT_S = 30.0
 READ_ONLY = "strsearch_read_only"
 #: any 64-bit constant: serializes concurrent ``upgrade`` calls on PostgreSQL
 _MIGRATION_LOCK = 0x5354_5253_4541_5243 & 0x7FFF_FFFF_FFFF_FFFF
+_HOLDS_WRITE_LOCK = "strsearch_holds_write_lock"
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -65,11 +67,31 @@ def _sqlite_engine(url: URL) -> Engine:
         finally:
             cursor.close()
 
+    # Writers of this process queue on a lock before BEGIN IMMEDIATE: SQLite's own busy handler
+    # makes a waiting writer sleep in growing steps (up to 100 ms), which under concurrent
+    # submissions put seconds on the slowest requests; the lock hands over at once. Writers in
+    # other processes still meet the busy timeout.
+    writers = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        read_only = connection.get_execution_options().get(READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY, False):
+            connection.exec_driver_sql("BEGIN")
+            return
+        writers.acquire()
+        connection.info[_HOLDS_WRITE_LOCK] = True
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(connection)
+            raise
 
+    def _release(connection: Connection) -> None:
+        if connection.info.pop(_HOLDS_WRITE_LOCK, False):
+            writers.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
     return engine
 
 
