@@ -409,6 +409,35 @@ def test_sigterm_hands_the_running_job_back(
     _assert_resumed(job, reported)
 
 
+@pytest.mark.slow
+def test_an_api_restarted_mid_job_loses_nothing(
+    make_api: Callable[[float], LiveApi],
+    agents: Callable[..., AgentProcess],
+    users: Callable[[LiveApi], Client],
+) -> None:
+    # a lease long enough to outlast the restart: the agent keeps its job throughout
+    api = make_api(30)
+    user = users(api)
+    job_id = user.submit(SLOW)["id"]
+    agent = agents(api, "steady", "--once")
+    _trained(user, job_id, agent)
+
+    assert api.stop() == 0
+    assert agent.process.poll() is None  # the agent rides over the outage (its client retries)
+    api.restart()
+
+    assert agent.wait(timeout=300) == 0, agent.log()
+    job = user.job(job_id)
+    assert job["state"] in ("succeeded", "unreached"), (job, agent.log())
+    assert job["attempts"] == 1
+    assert _transitions(job_events(api.database_url, job_id)) == [
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", job["state"]),
+    ]
+    assert len(job["result"]["trials"]) <= SLOW["search"]["max_trials"]
+
+
 def test_a_job_the_agent_cannot_run_fails_with_the_reason(
     make_api: Callable[[float], LiveApi],
     agents: Callable[..., AgentProcess],
