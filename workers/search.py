@@ -33,7 +33,7 @@ from workers.trainable import train_trial
 
 DEFAULT_STORAGE = Path("runs") / "search"
 
-# Keeping one checkpoint per trial makes Tune snapshot the experiment after every epoch, which it
+# Keeping few checkpoints per trial makes Tune snapshot the experiment after every epoch, which it
 # warns about as a possible bottleneck; at our epoch lengths the snapshot is cheap.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 # Progress is ours to show (``listener``); Tune's newer console output prints its own banner even
@@ -162,7 +162,10 @@ def run_search(
                 storage_path=storage,
                 callbacks=[ProgressRelay(name)],
                 verbose=0,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # Two, not one: a driver stopped between persisting a trial's new checkpoint
+                # (which deletes the oldest kept one) and saving the experiment state leaves a
+                # state that names the previous checkpoint; that one must still exist to resume.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 failure_config=tune.FailureConfig(max_failures=1),
             ),
         )

@@ -62,10 +62,12 @@ def test_a_data_parallel_trial_with_2_workers(tmp_path: Path) -> None:
         assert report["weight_decay"] == trial.weight_decay
         assert "sparsity/fc" in report and "threshold/fc" in report
     assert listener.results[-1]["sparsity"] == trial.sparsity
-    # the Tune trial holds the last checkpoint; the Train run's scratch folder is gone
+    # the Tune trial holds its last two checkpoints; the Train run's scratch folder is gone
     assert trial.path is not None
     trial_dir = Path(trial.path)
-    (checkpoint,) = trial_dir.glob("checkpoint_*")
+    kept = sorted(trial_dir.glob("checkpoint_*"))
+    assert len(kept) == 2
+    checkpoint = kept[-1]
     state = torch.load(checkpoint / LAST_CHECKPOINT, weights_only=True)
     assert state["epoch"] == 3 and len(state["history"]) == 3
     assert not (trial_dir / RUN_NAME).exists()
