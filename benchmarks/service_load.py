@@ -44,9 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 
-from service.db import make_engine
+from service.db import make_engine, scratch_databases
 from service.process import launch
 from service.states import Role
 from service.users import Users, new_token
@@ -79,14 +78,8 @@ def database(backend: str, folder: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{folder / 'service.db'}"
         return
-    name = f"strsearch_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_databases(POSTGRES_ADMIN, [f"strsearch_bench_{uuid.uuid4().hex[:12]}"]) as urls:
+        yield urls[0]
 
 
 @contextlib.contextmanager

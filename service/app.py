@@ -1,7 +1,8 @@
 """The FastAPI application of the job service (docs/api.md).
 
 ``create_app`` wires one application to one database: it upgrades the schema, creates the
-bootstrap admin when ``STRSEARCH_BOOTSTRAP_TOKEN`` is set, and, while the app runs (its lifespan),
+bootstrap admin when ``STRSEARCH_BOOTSTRAP_TOKEN`` is set and the agents' worker token when
+``STRSEARCH_WORKER_TOKEN`` is, and, while the app runs (its lifespan),
 reaps expired leases every third of the lease length so that an agent that vanished gives its
 job back even when no other agent claims.
 """
@@ -24,8 +25,9 @@ from service.handlers import install_error_handlers
 from service.metrics import HttpMetrics, ServiceMetrics
 from service.routers import agent, jobs, ops
 from service.settings import Settings
+from service.states import Role
 from service.store import JobStore
-from service.users import Users
+from service.users import BOOTSTRAP_WORKER, Users
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     users = Users(engine)
     if settings.bootstrap_token:
         users.bootstrap(settings.bootstrap_token)
+    if settings.worker_token:
+        users.bootstrap(settings.worker_token, BOOTSTRAP_WORKER, Role.WORKER)
     metrics = ServiceMetrics()
     store = JobStore(
         engine,

@@ -11,7 +11,9 @@ tells ``/ready`` whether the database is at the latest migration.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,30 @@ def normalize_url(url: str | URL) -> URL:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+@contextlib.contextmanager
+def scratch_databases(admin_url: str, names: Sequence[str]) -> Iterator[list[str]]:
+    """Create the databases ``names`` on the PostgreSQL server of ``admin_url``, yield their
+    URLs, and drop them afterwards (closing whatever still connects to them).
+
+    For tests, benchmarks and the local topology, which each need databases of their own on a
+    running server. A name that exists already is an error: nothing of another owner is dropped.
+    """
+    url = normalize_url(admin_url)
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    created: list[str] = []
+    try:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+                created.append(name)
+        yield [url.set(database=name).render_as_string(hide_password=False) for name in names]
+    finally:
+        with admin.connect() as connection:
+            for name in created:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def make_engine(url: str) -> Engine:

@@ -53,12 +53,14 @@ class Settings:
     max_trials: int = 100
     max_body_bytes: int = 65536
     bootstrap_token: str | None = None
+    worker_token: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """Read ``STRSEARCH_*`` variables; unset or empty ones keep the defaults."""
         default = cls()
         token = environ.get(PREFIX + "BOOTSTRAP_TOKEN", "").strip() or None
+        worker_token = environ.get(PREFIX + "WORKER_TOKEN", "").strip() or None
         return cls(
             database_url=_parse(environ, "DATABASE_URL", str, default.database_url),
             lease_seconds=_parse(environ, "LEASE_SECONDS", _positive_float, default.lease_seconds),
@@ -66,4 +68,5 @@ class Settings:
             max_trials=_parse(environ, "MAX_TRIALS", _positive_int, default.max_trials),
             max_body_bytes=_parse(environ, "MAX_BODY_BYTES", _positive_int, default.max_body_bytes),
             bootstrap_token=token,
+            worker_token=worker_token,
         )

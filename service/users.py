@@ -23,6 +23,7 @@ from service.states import Role
 
 TOKEN_PREFIX = "strs_"
 BOOTSTRAP_ADMIN = "admin"
+BOOTSTRAP_WORKER = "agent"
 
 
 def new_token() -> str:
@@ -123,23 +124,27 @@ class Users:
             return None
         return UserRecord(id=row.id, name=row.name, role=Role(row.role), max_trials=row.max_trials)
 
-    def bootstrap(self, token: str) -> UserRecord:
-        """Make ``token`` a token of the admin ``admin`` (idempotent; used at start-up).
+    def bootstrap(
+        self, token: str, name: str = BOOTSTRAP_ADMIN, role: Role = Role.ADMIN
+    ) -> UserRecord:
+        """Make ``token`` a token of user ``name`` with ``role`` (idempotent; used at start-up).
 
-        A token that already belongs to another user is a ValueError.
+        Deployments hand the API its first tokens this way, from their secrets: the admin's
+        (``STRSEARCH_BOOTSTRAP_TOKEN``) and the agents' (``STRSEARCH_WORKER_TOKEN``). A token
+        that already belongs to another user is a ValueError.
         """
         if not token:
             raise ValueError("the bootstrap token is empty")
-        admin = self.ensure_user(BOOTSTRAP_ADMIN, Role.ADMIN)
+        user = self.ensure_user(name, role)
         for _ in range(2):
             owner = self.authenticate(token)
             if owner is not None:
-                if owner.id != admin.id:
+                if owner.id != user.id:
                     raise ValueError(f"the bootstrap token already belongs to user {owner.name!r}")
-                return admin
+                return user
             try:
-                self._add_token(admin, token, "bootstrap")
+                self._add_token(user, token, "bootstrap")
             except IntegrityError:
                 continue  # another process added it meanwhile: check whose it is
-            return admin
+            return user
         raise RuntimeError("could not store the bootstrap token")

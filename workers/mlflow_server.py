@@ -72,7 +72,12 @@ class LocalServer:
 
 
 def start_server(
-    root: Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 60.0
+    root: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    timeout: float = 60.0,
+    backend_store_uri: str | None = None,
 ) -> LocalServer:
     """Start a new ``mlflow server`` under ``root`` and wait until it is healthy.
 
@@ -86,6 +91,8 @@ def start_server(
         host: Interface to bind. MLflow's default host check accepts localhost and private IPs.
         port: Port to listen on; ``None`` picks a free one.
         timeout: Seconds to wait for ``GET /health`` to answer.
+        backend_store_uri: Backend store of the runs (e.g. a PostgreSQL URL, as in production);
+            default ``sqlite:///<root>/mlflow.db``. Artifacts stay under ``<root>``.
 
     Returns:
         The running server, also recorded in ``<root>/server.json``.
@@ -97,7 +104,7 @@ def start_server(
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     url = f"http://{host}:{port if port is not None else _free_port(host)}"
-    proc = _spawn(root, url)
+    proc = _spawn(root, url, backend_store_uri or f"sqlite:///{root / 'mlflow.db'}")
     _CHILDREN[proc.pid] = proc
     server = LocalServer(url=url, pid=proc.pid, root=root)
     try:
@@ -195,11 +202,11 @@ def tracking_uri(root: Path | None = None) -> str:
     return ensure_server(root if root is not None else DEFAULT_ROOT).url
 
 
-def _spawn(root: Path, url: str) -> subprocess.Popen[bytes]:
+def _spawn(root: Path, url: str, backend_store_uri: str) -> subprocess.Popen[bytes]:
     host, port = url.removeprefix("http://").rsplit(":", 1)
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--backend-store-uri", backend_store_uri,
         "--artifacts-destination", str(root / "artifacts"),
         "--serve-artifacts",
         "--host", host,

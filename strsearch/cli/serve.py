@@ -95,7 +95,8 @@ def serve(
     Ctrl-C or SIGTERM stops everything: the agent first (it hands its job back to the queue),
     then the API, the Ray head and the MLflow server it started.
     """
-    from strsearch.cli.stack import StackError, shielded, stop_signals
+    from strsearch.cli.processes import StartError
+    from strsearch.cli.stack import shielded, stop_signals
 
     console = make_console()
     stack = Stack(root, host=host, port=port, cpus=cpus, agent=agent, stop_mlflow=True)
@@ -114,7 +115,7 @@ def serve(
             )
             while not (broken := stack.exited()):
                 time.sleep(1.0)
-        except StackError as exc:
+        except StartError as exc:
             raise _fail(str(exc)) from None
         except KeyboardInterrupt:
             console.print("stopping …")
@@ -143,7 +144,8 @@ def demo(
     """
     from strsearch.cli.job_display import follow
     from strsearch.cli.jobs import EXIT_STATUS, print_outcome
-    from strsearch.cli.stack import StackError, shielded, stop_signals
+    from strsearch.cli.processes import StartError
+    from strsearch.cli.stack import shielded, stop_signals
     from strsearch.client import ApiError, Client
 
     console = make_console()
@@ -159,7 +161,7 @@ def demo(
                 job = client.submit(spec)
                 console.print(f"submitted job {job['id']}: {json.dumps(spec)}", highlight=False)
                 job = follow(client, job, console, interval=1.0)
-        except StackError as exc:
+        except StartError as exc:
             raise _fail(str(exc)) from None
         except ApiError as exc:
             raise _fail(str(exc)) from None

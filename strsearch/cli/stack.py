@@ -29,144 +29,32 @@ import os
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import httpx
 
+from strsearch.cli.processes import (
+    STOP_TIMEOUT_S,
+    Child,
+    StartError,
+    free_port,
+    port_free,
+    spawn,
+    wait_until,
+)
+from strsearch.cli.ray_node import ray_env, start_ray_node
+
 if TYPE_CHECKING:  # importing workers at run time pulls in Ray and torch: done lazily
     from workers.mlflow_server import LocalServer
 
 API_START_TIMEOUT_S = 90.0
-RAY_START_TIMEOUT_S = 180.0
 #: the agent gives a running search 60 s to save its state (workers.agent) before killing it
 AGENT_STOP_TIMEOUT_S = 90.0
-STOP_TIMEOUT_S = 30.0
-RAY_READY_LINE = "Ray runtime started"
-_LOG_TAIL_LINES = 30
-
-
-class StackError(RuntimeError):
-    """A part of the stack did not start (the message ends with its log's tail)."""
-
-
-# --- processes -------------------------------------------------------------------------------
-
-
-def session_members(sid: int) -> list[int]:
-    """Live (not zombie) processes of session ``sid``, read from ``/proc``."""
-    members = []
-    for stat_path in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_path.read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            members.append(int(stat_path.parent.name))
-    return members
-
-
-def _kill_session(sid: int, timeout: float = 10.0) -> None:
-    """SIGKILL every process left in session ``sid`` until none is."""
-    deadline = time.monotonic() + timeout
-    while (members := session_members(sid)) and time.monotonic() < deadline:
-        for pid in members:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"(no {path})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-@dataclass
-class Child:
-    """A process of the stack, leader of its own session, with its output in ``log``."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        """Its process id, also the id of its session."""
-        return self.process.pid
-
-    def running(self) -> bool:
-        """Whether the process has not exited."""
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """SIGTERM the process, wait up to ``timeout``, then SIGKILL what is left of its
-        session (the process and anything it started that did not leave the session)."""
-        if self.running():
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout)
-        _kill_session(self.pid)
-        self.process.wait()
-
-
-def spawn(name: str, command: list[str], log: Path, env: dict[str, str]) -> Child:
-    """Start ``command`` in a new session with stdout and stderr appended to ``log``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Child(name, process, log)
-
-
-def _wait_for(child: Child, ready: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``ready`` until true; a child that exits or a timeout is a :class:`StackError`."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if not child.running():
-            raise StackError(
-                f"{child.name} exited with status {child.process.returncode} before {what}; "
-                f"end of {child.log}:\n{_tail(child.log)}"
-            )
-        if time.monotonic() > deadline:
-            raise StackError(
-                f"{child.name} did not {what} within {timeout:g} s; end of {child.log}:\n"
-                f"{_tail(child.log)}"
-            )
-        time.sleep(0.2)
 
 
 # --- tokens ----------------------------------------------------------------------------------
@@ -256,7 +144,7 @@ class Stack:
         """The user/admin token (created on first start)."""
         token = read_secret(self.token_path)
         if token is None:
-            raise StackError(f"no token in {self.token_path}: the stack is not started")
+            raise StartError(f"no token in {self.token_path}: the stack is not started")
         return token
 
     # --- start -------------------------------------------------------------------------------
@@ -284,7 +172,7 @@ class Stack:
         except BlockingIOError:
             handle.close()
             state = self.root / "stack.json"
-            raise StackError(
+            raise StartError(
                 f"a stack already runs under {self.root} (see {state}); use it "
                 "(`strsearch submit ...`) or stop it first"
             ) from None
@@ -306,7 +194,7 @@ class Stack:
         if already is None:
             with contextlib.suppress(OSError, ValueError):
                 port = int(port_file.read_text())
-            if port is not None and not _port_free("127.0.0.1", port):
+            if port is not None and not port_free("127.0.0.1", port):
                 port = None
         server = ensure_server(mlflow_root, port=port)
         self.mlflow_url = server.url
@@ -317,8 +205,8 @@ class Stack:
     def _start_api(self) -> None:
         from service.users import new_token
 
-        if not _port_free(self.host, self.port):
-            raise StackError(f"port {self.port} is in use: give another with --port")
+        if not port_free(self.host, self.port):
+            raise StartError(f"port {self.port} is in use: give another with --port")
         token = read_secret(self.token_path)
         if token is None:
             token = new_token()
@@ -328,7 +216,7 @@ class Stack:
         command = [sys.executable, "-m", "service", "--host", self.host, "--port", str(self.port)]
         api = spawn("API", command, self.service_dir / "api.log", env)
         self.children.append(api)
-        _wait_for(api, self._api_ready, API_START_TIMEOUT_S, f"answering {self.api_url}/ready")
+        wait_until(api, self._api_ready, API_START_TIMEOUT_S, f"answering {self.api_url}/ready")
 
     def _api_ready(self) -> bool:
         try:
@@ -359,12 +247,7 @@ class Stack:
         return token
 
     def _ray_env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN": read_secret(self.root / "ray" / "auth_token") or "",
-        }
+        return ray_env(os.environ, read_secret(self.root / "ray" / "auth_token") or "")
 
     def _start_ray(self) -> None:
         ray_dir = self.root / "ray"
@@ -372,28 +255,16 @@ class Stack:
             write_secret(ray_dir / "auth_token", secrets.token_hex(32))
         # short: Ray's socket paths must fit in 107 bytes
         self._ray_temp = Path(tempfile.mkdtemp(prefix="strs-ray-", dir="/tmp"))
-        port = _free_port()
-        command = [
-            str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-            "--node-ip-address=127.0.0.1", f"--port={port}",
-            f"--temp-dir={self._ray_temp}", "--include-dashboard=false",
-            f"--dashboard-port={_free_port()}",
-            f"--dashboard-agent-listen-port={_free_port()}",
-            "--disable-usage-stats",
-        ]  # fmt: skip
-        if self.cpus is not None:
-            command.append(f"--num-cpus={self.cpus}")
-        log = ray_dir / "ray.log"
-        start = log.stat().st_size if log.exists() else 0
-        head = spawn("Ray head", command, log, self._ray_env())
+        port = free_port()
+        head = start_ray_node(
+            "Ray head",
+            ray_dir / "ray.log",
+            self._ray_env(),
+            head_port=port,
+            temp_dir=self._ray_temp,
+            cpus=self.cpus,
+        )
         self.children.append(head)
-
-        def started() -> bool:
-            with log.open("rb") as handle:
-                handle.seek(start)
-                return RAY_READY_LINE.encode() in handle.read()
-
-        _wait_for(head, started, RAY_START_TIMEOUT_S, "starting")
         self.ray_address = f"127.0.0.1:{port}"
 
     def _start_agent(self) -> None:

@@ -24,10 +24,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, text
 
-from service.db import make_engine, normalize_url, upgrade
+from service.db import make_engine, scratch_databases, upgrade
 from service.records import UserRecord
 from service.states import Role
 from service.store import JobStore
@@ -46,21 +45,8 @@ TABLES = ("job_events", "jobs", "tokens", "users")
 @contextmanager
 def throwaway_postgres_database() -> Iterator[str]:
     """Create ``strsearch_test_<hex>`` on the test server; yield its URL; drop it afterwards."""
-    admin_url = normalize_url(POSTGRES_ADMIN_URL)
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"strsearch_test_{secrets.token_hex(6)}"
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except OperationalError as exc:
-        admin.dispose()
-        raise RuntimeError(f"no PostgreSQL server at {POSTGRES_ADMIN_URL}: {exc}") from exc
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with scratch_databases(POSTGRES_ADMIN_URL, [f"strsearch_test_{secrets.token_hex(6)}"]) as urls:
+        yield urls[0]
 
 
 @pytest.fixture(scope="session")

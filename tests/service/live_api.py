@@ -14,9 +14,10 @@ The process prints ``strsearch service listening on <url>`` when it accepts conn
 first start asks for port 0 (no race for a free port) and restarts reuse the port it got, so a
 client keeps its URL across restarts. Its output goes to ``<tmp_path>/api.log``.
 
-``admin_token`` is the bootstrap admin's (``STRSEARCH_BOOTSTRAP_TOKEN``), ``worker_token`` a
-worker's made with :class:`service.users.Users` on the same database; :meth:`LiveApi.token`
-makes more users and tokens the same way.
+``admin_token`` is the bootstrap admin's (``STRSEARCH_BOOTSTRAP_TOKEN``), ``worker_token`` the
+agents' (``STRSEARCH_WORKER_TOKEN``), both handed to the API the way a deployment does;
+:meth:`LiveApi.token` makes more users and tokens with :class:`service.users.Users` on the same
+database.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from strsearch.client import Client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 30.0
-WORKER_NAME = "test-agents"
 BACKENDS = ["sqlite", "postgresql"]
 
 #: a complete, valid spec (every other field has a default)
@@ -110,11 +110,14 @@ class LiveApi:
             raise RuntimeError(f"the restarted API listens on {url}, not {self.url}")
 
 
-def api_env(database_url: str, admin_token: str, **env: object) -> dict[str, str]:
+def api_env(
+    database_url: str, admin_token: str, worker_token: str, **env: object
+) -> dict[str, str]:
     """The environment of an API process: this one without ``STRSEARCH_*``, plus the settings."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("STRSEARCH_")}
     base["STRSEARCH_DATABASE_URL"] = database_url
     base["STRSEARCH_BOOTSTRAP_TOKEN"] = admin_token
+    base["STRSEARCH_WORKER_TOKEN"] = worker_token
     base.update({key: str(value) for key, value in env.items()})
     return base
 
@@ -125,25 +128,19 @@ def start_api(database_url: str, tmp_path: Path, port: int = 0, **env: object) -
     ``env`` adds environment variables, e.g. ``STRSEARCH_LEASE_SECONDS="2"``. The caller must
     :meth:`LiveApi.stop` it.
     """
-    admin_token = new_token()
-    environment = api_env(database_url, admin_token, **env)
+    admin_token, worker_token = new_token(), new_token()
+    environment = api_env(database_url, admin_token, worker_token, **env)
     log_path = tmp_path / "api.log"
     process, url = launch(environment, log_path, port=port, cwd=REPO_ROOT)
-    api = LiveApi(
+    return LiveApi(
         url=url,
         database_url=database_url,
         admin_token=admin_token,
-        worker_token="",
+        worker_token=worker_token,
         process=process,
         env=environment,
         log_path=log_path,
     )
-    try:
-        api.worker_token = api.token(WORKER_NAME, Role.WORKER)
-    except BaseException:
-        api.stop()
-        raise
-    return api
 
 
 def database_for(backend: str, tmp_path: Path, postgres_url_factory: Callable[[], str]) -> str:

@@ -44,7 +44,7 @@ def test_the_process_serves_and_exits_cleanly_on_a_signal(
 def test_a_bad_setting_stops_the_start_naming_the_variable(
     tmp_path: Path, variable: str, value: str
 ) -> None:
-    env = api_env(f"sqlite:///{tmp_path / 'service.db'}", "strs_x", **{variable: value})
+    env = api_env(f"sqlite:///{tmp_path / 'service.db'}", "strs_x", "strs_y", **{variable: value})
     done = subprocess.run(
         [sys.executable, "-m", "service", "--port", "0"],
         cwd=REPO_ROOT,

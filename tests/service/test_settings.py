@@ -26,6 +26,7 @@ def test_every_variable_is_read() -> None:
             "STRSEARCH_MAX_TRIALS": "12",
             "STRSEARCH_MAX_BODY_BYTES": "1024",
             "STRSEARCH_BOOTSTRAP_TOKEN": "strs_secret",
+            "STRSEARCH_WORKER_TOKEN": "strs_agents",
             "UNRELATED": "x",
         }
     )
@@ -36,11 +37,16 @@ def test_every_variable_is_read() -> None:
         max_trials=12,
         max_body_bytes=1024,
         bootstrap_token="strs_secret",
+        worker_token="strs_agents",
     )
 
 
 def test_empty_values_keep_the_defaults() -> None:
-    empty = {"STRSEARCH_LEASE_SECONDS": "", "STRSEARCH_BOOTSTRAP_TOKEN": "  "}
+    empty = {
+        "STRSEARCH_LEASE_SECONDS": "",
+        "STRSEARCH_BOOTSTRAP_TOKEN": "  ",
+        "STRSEARCH_WORKER_TOKEN": "",
+    }
     assert Settings.from_env(empty) == Settings()
 
 

@@ -80,6 +80,16 @@ def test_bootstrap_makes_an_idempotent_admin_token(users: Users) -> None:
         users.bootstrap("")
 
 
+def test_bootstrap_of_a_worker_token(users: Users) -> None:
+    token = new_token()
+    agent = users.bootstrap(token, "agent", Role.WORKER)
+    assert (agent.name, agent.role) == ("agent", Role.WORKER)
+    assert users.bootstrap(token, "agent", Role.WORKER) == agent  # every API start repeats it
+    assert users.authenticate(token) == agent
+    with pytest.raises(ValueError, match="belongs to user 'agent'"):
+        users.bootstrap(token)  # the same secret cannot also be the admin's
+
+
 def test_bootstrap_refuses_a_non_admin_user_named_admin(users: Users) -> None:
     users.ensure_user("admin")
     with pytest.raises(ValueError, match="role user"):

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from strsearch.cli.stack import session_members
+from strsearch.cli.processes import session_members
 
 START_TIMEOUT_S = 300.0
 

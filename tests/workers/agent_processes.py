@@ -1,8 +1,8 @@
 """Run ``strsearch agent`` as real processes against a live API, for the agent tests.
 
 An agent is started through its Typer command (the same function ``strsearch agent`` runs) in a
-fresh interpreter, with its own local Ray; its output (and its search processes') goes to a log
-file, which failure messages quote.
+fresh interpreter, its searches joining the session's Ray head (tests/conftest.py); its output
+(and its search processes') goes to a log file, which failure messages quote.
 """
 
 from __future__ import annotations
@@ -74,15 +74,22 @@ class AgentProcess:
 
 
 def start_agent(
-    server: str, token: str, storage: Path, name: str, *args: str, log_dir: Path
+    server: str,
+    token: str,
+    storage: Path,
+    name: str,
+    *args: str,
+    log_dir: Path,
+    ray_head: dict[str, str],
 ) -> AgentProcess:
-    """Start an agent named ``name`` on ``server`` with experiment storage ``storage``."""
+    """Start an agent named ``name`` on ``server`` with experiment storage ``storage``, its
+    searches joining the Ray head of ``ray_head`` (``RAY_ADDRESS`` and the auth variables)."""
     log_path = log_dir / f"agent-{name}.log"
     log = log_path.open("ab")
     env = {
         **os.environ,
         "STRSEARCH_TOKEN": token,
-        "RAY_ADDRESS": "",  # each agent's searches start their own local Ray
+        **ray_head,
         "PYTHONUNBUFFERED": "1",
     }
     command = [sys.executable, "-c", AGENT_MAIN, "--server", server, "--storage", str(storage)]

@@ -28,9 +28,9 @@ def driver_args(spec: SearchSpec, storage: Path) -> list[str]:
     return [sys.executable, "-c", DRIVER, spec.model_dump_json(), str(storage)]
 
 
-def local_env(**extra: str) -> dict[str, str]:
-    """Environment for a driver that starts its own local Ray."""
-    return {**os.environ, "RAY_ADDRESS": "", "PYTHONUNBUFFERED": "1", **extra}
+def cluster_env(ray_head: dict[str, str]) -> dict[str, str]:
+    """Environment for a driver that joins the session's Ray head (the ``ray_head`` fixture)."""
+    return {**os.environ, **ray_head, "PYTHONUNBUFFERED": "1"}
 
 
 def run_driver(spec: SearchSpec, storage: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -50,15 +50,19 @@ def run_driver(spec: SearchSpec, storage: Path, env: dict[str, str]) -> dict[str
 
 
 def kill_driver_when(
-    spec: SearchSpec, storage: Path, ready: Callable[[], bool], timeout: float = 240
+    spec: SearchSpec,
+    storage: Path,
+    env: dict[str, str],
+    ready: Callable[[], bool],
+    timeout: float = 240,
 ) -> None:
-    """Start a driver, wait until ``ready()``, then SIGKILL its whole process group (the driver,
-    its local Ray and every trial) at once."""
+    """Start a driver with ``env``, wait until ``ready()``, then SIGKILL its process group (Ray
+    then ends the trials of the driver's job, as it does when a driver's machine is lost)."""
     log = storage / "killed-driver.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             driver_args(spec, storage),
-            env=local_env(),
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

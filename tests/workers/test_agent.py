@@ -1,7 +1,7 @@
 """The agent against a real API process (SQLite), with real searches (digits_cnn on digits).
 
 Each test starts its own API (``python -m service``, short leases) and real ``strsearch agent``
-processes; each agent's searches run in their own local Ray and are recorded on the session's
+processes; the agents' searches join the session's Ray head and are recorded on the session's
 MLflow server.
 """
 
@@ -73,13 +73,19 @@ def make_api(tmp_path: Path) -> Iterator[Callable[[float], LiveApi]]:
 
 
 @pytest.fixture
-def agents(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+def agents(tmp_path: Path, ray_head: dict[str, str]) -> Iterator[Callable[..., AgentProcess]]:
     """Start agents (``name``, extra CLI args); every one is killed after the test."""
     started: list[AgentProcess] = []
 
     def start(api: LiveApi, name: str, *args: str) -> AgentProcess:
         process = start_agent(
-            api.url, api.worker_token, tmp_path / "storage", name, *args, log_dir=tmp_path
+            api.url,
+            api.worker_token,
+            tmp_path / "storage",
+            name,
+            *args,
+            log_dir=tmp_path,
+            ray_head=ray_head,
         )
         started.append(process)
         return process

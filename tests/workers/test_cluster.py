@@ -89,3 +89,35 @@ def test_search_runs_trials_on_both_nodes(two_node_cluster: dict[str, str], tmp_
     assert all(len(nodes) == 1 for nodes in nodes_per_trial.values())  # a trial stays on a node
     used = set().union(*nodes_per_trial.values())
     assert len(used) == 2, nodes_per_trial
+
+
+@pytest.mark.slow
+def test_a_data_parallel_trial_spans_both_nodes(
+    two_node_cluster: dict[str, str], tmp_path: Path
+) -> None:
+    """Two Ray Train workers of one CPU each on a cluster of two one-CPU nodes: the only
+    placement is one worker per node, so the trial trains data-parallel (gloo) across nodes."""
+    spec = SearchSpec.parse(
+        {
+            "model": "digits_cnn",
+            "dataset": "digits",
+            "target_sparsity": 0.8,
+            "tolerance": 0.05,
+            "training": {"epochs": 2},
+            "search": {"max_trials": 1, "parallel_trials": 1, "lambda_min": 1e-3,
+                       "lambda_max": 5e-2},
+            "resources": {"cpus_per_trial": 1, "workers_per_trial": 2},
+        }
+    )  # fmt: skip
+    result = run_driver(spec, tmp_path, two_node_cluster)
+    (trial,) = result["trials"]
+    assert trial["status"] != "failed", trial
+    assert trial["epochs"] == 2
+    reports = [
+        json.loads(line)
+        for result_file in (tmp_path / experiment_name(spec)).glob("*/result.json")
+        for line in result_file.read_text().splitlines()
+        if line
+    ]
+    assert [r["epoch"] for r in reports] == [1, 2]
+    assert all(r["world_size"] == 2 for r in reports), reports

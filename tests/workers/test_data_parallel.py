@@ -11,7 +11,7 @@ import torch
 
 from str_core.train import LAST_CHECKPOINT
 from strsearch.spec import Resources, SearchSpec
-from tests.workers.search_driver import kill_driver_when, local_env, run_driver
+from tests.workers.search_driver import cluster_env, kill_driver_when, run_driver
 from workers import experiment_name, run_search
 from workers.data_parallel import DRIVER_RESOURCES, RUN_NAME, trial_resources
 
@@ -90,15 +90,22 @@ def _reported_epochs(experiment: Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_an_interrupted_data_parallel_trial_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    epochs = 8
+def test_an_interrupted_data_parallel_trial_resumes_from_its_checkpoint(
+    tmp_path: Path, ray_head: dict[str, str]
+) -> None:
+    epochs = 5
     spec = SearchSpec.parse({**SPEC, "training": {"epochs": epochs}})
     experiment = tmp_path / experiment_name(spec)
-    kill_driver_when(spec, tmp_path, lambda: max(_reported_epochs(experiment), default=0) >= 2)
+    kill_driver_when(
+        spec,
+        tmp_path,
+        cluster_env(ray_head),
+        lambda: max(_reported_epochs(experiment), default=0) >= 2,
+    )
     before = _reported_epochs(experiment)
     assert 2 <= max(before) < epochs, before
 
-    result = run_driver(spec, tmp_path, local_env())
+    result = run_driver(spec, tmp_path, cluster_env(ray_head))
     (trial,) = result["trials"]
     assert trial["status"] != "failed", trial
     assert trial["epochs"] == epochs

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from strsearch.spec import SearchSpec
-from tests.workers.search_driver import kill_driver_when, local_env, run_driver
+from tests.workers.search_driver import cluster_env, kill_driver_when, run_driver
 from workers import check_spec, experiment_name, run_search
 from workers.tracking import JOB_TAG, KIND_TAG, TRIAL_TAG
 
@@ -91,13 +91,17 @@ def _finished_trials(experiment: Path) -> int:
 
 
 @pytest.mark.slow
-def test_interrupted_search_resumes_without_duplicates(tmp_path: Path) -> None:
+def test_interrupted_search_resumes_without_duplicates(
+    tmp_path: Path, ray_head: dict[str, str]
+) -> None:
     spec = _spec(target_sparsity=0.9, tolerance=0.01)
     experiment = tmp_path / experiment_name(spec)
-    kill_driver_when(spec, tmp_path, lambda: _finished_trials(experiment) >= 2)
+    kill_driver_when(
+        spec, tmp_path, cluster_env(ray_head), lambda: _finished_trials(experiment) >= 2
+    )
     before = {p.name for p in experiment.iterdir() if p.is_dir()}
 
-    result = run_driver(spec, tmp_path, local_env())
+    result = run_driver(spec, tmp_path, cluster_env(ray_head))
     trial_dirs = {p.name for p in experiment.iterdir() if p.is_dir()}
     assert before <= trial_dirs  # the trials of the first run are part of the resumed experiment
     lambdas = [t["weight_decay"] for t in result["trials"]]
