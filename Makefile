@@ -28,8 +28,8 @@ test: install lint
 	$(BIN)/python -m pytest --cov --cov-report=term tests
 
 lint: install
-	$(BIN)/ruff check str_core strsearch workers service tests benchmarks
-	$(BIN)/ruff format --check str_core strsearch workers service tests benchmarks
+	$(BIN)/ruff check str_core strsearch workers service tests benchmarks deploy
+	$(BIN)/ruff format --check str_core strsearch workers service tests benchmarks deploy
 	$(BIN)/mypy
 
 clean:

@@ -1,0 +1,1 @@
+"""Deployment: Dockerfiles and Kubernetes manifests, and the same topology run locally."""
