@@ -29,15 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.batch import BatchReport, job_specs, run_batch
-from deploy.topology import DEFAULT_POSTGRES, Topology, TopologyConfig
-from service.db import scratch_databases
+from deploy.batch import BatchReport, job_specs
+from deploy.topology import DEFAULT_POSTGRES, run_fresh
 
 
 @dataclass(frozen=True)
@@ -60,20 +58,9 @@ SCENARIOS = (
 
 def run_scenario(scenario: Scenario, args: argparse.Namespace, folder: Path) -> BatchReport:
     """The batch on a fresh topology shaped as ``scenario``."""
-    suffix = uuid.uuid4().hex[:8]
-    names = [f"strsearch_bench_{suffix}", f"mlflow_bench_{suffix}"]
-    with scratch_databases(args.postgres, names) as (service_db, mlflow_db):
-        config = TopologyConfig(
-            root=folder / suffix,
-            service_database=service_db,
-            mlflow_database=mlflow_db,
-            nodes=scenario.nodes,
-            cpus_per_node=args.cpus_per_node,
-            agents=args.agents,
-        )
-        with Topology(config) as topology:
-            specs = job_specs(args.jobs, args.epochs, args.max_trials, args.batch_size)
-            return run_batch(topology, specs, scenario.faults)
+    specs = job_specs(args.jobs, args.epochs, args.max_trials, args.batch_size)
+    shape = {"nodes": scenario.nodes, "cpus_per_node": args.cpus_per_node, "agents": args.agents}
+    return run_fresh(args.postgres, folder, specs, scenario.faults, **shape)
 
 
 def table(reports: dict[str, BatchReport]) -> list[dict[str, Any]]:

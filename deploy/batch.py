@@ -263,10 +263,10 @@ def _outcome(topology: Topology, job: dict[str, Any]) -> JobOutcome:
         id=job["id"],
         state=job["state"],
         attempts=job["attempts"],
-        final_transitions=sum(e["to_state"] in FINAL_STATES for e in events),
+        final_transitions=sum(e.to_state in FINAL for e in events),
         trials=len(result.get("trials") or ()),
         sparsity=(result.get("best") or {}).get("sparsity"),
-        agents=sorted({e["agent"] for e in events if e["agent"]}),
+        agents=sorted({e.agent for e in events if e.agent}),
         weight_decays=[t["weight_decay"] for t in result.get("trials") or ()],
     )
 

@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from deploy.batch import FAULTS, job_specs, run_batch
+from deploy.batch import FAULTS, BatchReport, job_specs, run_batch
 from service.db import make_engine, scratch_databases
-from service.models import JobEvent
 from service.process import launch
+from service.records import EventRecord
+from service.settings import Settings
+from service.states import JobState
+from service.store import JobStore
 from service.users import new_token
 from strsearch.cli.processes import Child, free_port, spawn
 from strsearch.cli.ray_node import ray_env, start_ray_node
@@ -232,7 +233,7 @@ class Topology:
 
     def agent_of(self, job_id: str) -> int | None:
         """The index of the agent that claimed the job last (from its events), if one of ours."""
-        claims = [e["agent"] for e in self.events(job_id) if e["to_state"] == "running"]
+        claims = [e.agent for e in self.events(job_id) if e.to_state is JobState.RUNNING]
         if not claims or not str(claims[-1]).startswith("agent-"):
             return None
         return int(str(claims[-1]).removeprefix("agent-"))
@@ -241,19 +242,17 @@ class Topology:
         """A client of the bootstrap admin (sees every job), retrying through restarts."""
         return Client(self.api_url, self.admin_token, retry_seconds=60.0)
 
-    def events(self, job_id: str) -> list[dict[str, Any]]:
+    def events(self, job_id: str) -> list[EventRecord]:
         """The job's changes of state, oldest first, from the service's database."""
         engine = make_engine(self.config.service_database)
         try:
-            with engine.connect() as connection:
-                rows = connection.execute(
-                    select(JobEvent.from_state, JobEvent.to_state, JobEvent.agent)
-                    .where(JobEvent.job_id == job_id)
-                    .order_by(JobEvent.id)
-                ).all()
+            defaults = Settings()
+            store = JobStore(
+                engine, lease_seconds=defaults.lease_seconds, max_attempts=defaults.max_attempts
+            )
+            return store.events(job_id)
         finally:
             engine.dispose()
-        return [dict(row._mapping) for row in rows]
 
     def trial_reports(self, job_id: str) -> dict[str, list[dict[str, Any]]]:
         """Trial directory → its epoch reports (``node_id``, ``training_iteration``), read from
@@ -266,6 +265,29 @@ class Topology:
                 for r in map(json.loads, filter(None, lines))
             ]
         return reports
+
+
+def run_fresh(
+    postgres: str,
+    root: Path,
+    specs: Sequence[dict[str, Any]],
+    faults: Sequence[str] = (),
+    **shape: Any,
+) -> BatchReport:
+    """Run a batch on a topology of its own: two new databases on the PostgreSQL server of
+    ``postgres`` (dropped afterwards), processes under ``root/<random>``, and ``shape`` the
+    other :class:`TopologyConfig` fields (``nodes``, ``cpus_per_node``, ``agents``, …)."""
+    suffix = uuid.uuid4().hex[:8]
+    names = [f"strsearch_topology_{suffix}", f"mlflow_topology_{suffix}"]
+    with scratch_databases(postgres, names) as (service_db, mlflow_db):
+        config = TopologyConfig(root / suffix, service_db, mlflow_db, **shape)
+        with Topology(config) as topology:
+            print(
+                f"API {topology.api_url}  MLflow {topology.mlflow_url}  "
+                f"Ray {topology.ray_address}  logs {config.root / 'logs'}",
+                flush=True,
+            )
+            return run_batch(topology, specs, faults)
 
 
 # --- the script ------------------------------------------------------------------------------
@@ -295,28 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     faults = [f for f in args.faults.split(",") if f]
     if unknown := sorted(set(faults) - set(FAULTS)):
         parser.error(f"unknown faults {unknown}; known: {', '.join(FAULTS)}")
-    suffix = uuid.uuid4().hex[:8]
-    names = [f"strsearch_topology_{suffix}", f"mlflow_topology_{suffix}"]
-    with scratch_databases(args.postgres, names) as (service_db, mlflow_db):
-        config = TopologyConfig(
-            root=args.root.resolve() / suffix,
-            service_database=service_db,
-            mlflow_database=mlflow_db,
-            nodes=args.nodes,
-            cpus_per_node=args.cpus_per_node,
-            agents=args.agents,
-        )
-        with Topology(config) as topology:
-            print(
-                f"API {topology.api_url}  MLflow {topology.mlflow_url}  "
-                f"Ray {topology.ray_address}  logs {config.root / 'logs'}",
-                flush=True,
-            )
-            report = run_batch(
-                topology,
-                job_specs(args.jobs, args.epochs, args.max_trials, args.batch_size),
-                faults,
-            )
+    specs = job_specs(args.jobs, args.epochs, args.max_trials, args.batch_size)
+    shape = {"nodes": args.nodes, "cpus_per_node": args.cpus_per_node, "agents": args.agents}
+    report = run_fresh(args.postgres, args.root.resolve(), specs, faults, **shape)
     report.print()
     if args.json:
         args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n")
