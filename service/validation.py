@@ -87,15 +87,19 @@ def submission_errors(spec: SearchSpec, max_trials: int) -> list[dict[str, Any]]
         {"type": "unknown_name", "loc": ["body", field], "msg": message}
         for field, message in check_names(spec.model, spec.dataset, spec.data_root)
     )
-    if spec.search.max_trials > max_trials:
+    if spec.trial_budget() > max_trials:
+        what = f"search.max_trials is {spec.search.max_trials}"
+        if spec.is_comparison:
+            what = (
+                f"the comparison can run {spec.trial_budget()} trials ({len(spec.methods or ())} "
+                f"methods, {len(spec.comparison.seeds)} seeds, search.max_trials "
+                f"{spec.search.max_trials} per searched STR method)"
+            )
         errors.append(
             {
                 "type": "quota",
                 "loc": ["body", "search", "max_trials"],
-                "msg": (
-                    f"search.max_trials is {spec.search.max_trials}, over your quota of "
-                    f"{max_trials} trials per job"
-                ),
+                "msg": f"{what}, over your quota of {max_trials} trials per job",
             }
         )
     return errors

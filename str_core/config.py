@@ -11,9 +11,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Self, TypeVar
 
+from str_core.budgets import validate_budget
+
 Granularity = Literal["layer", "channel"]
 OptimizerName = Literal["sgd", "adam"]
 ScheduleName = Literal["cosine", "constant"]
+PenaltyName = Literal["l2", "l1"]
+PruneMethod = Literal["gmp", "global_magnitude", "dnw"]
+Allocation = Literal["uniform", "erk", "given"]
 
 _C = TypeVar("_C")
 
@@ -66,6 +71,10 @@ class TrainConfig(_FromDict):
     ``threshold_weight_decay`` and ``other_weight_decay`` (BN parameters and biases) default to
     ``None``, meaning "same as λ": the paper decays every parameter, thresholds included, which is
     what makes thresholds rise.
+
+    ``penalty`` chooses what those coefficients mean: ``"l2"`` (the paper) is torch's weight
+    decay, λ·p added to the gradient; ``"l1"`` (an ablation) adds λ·sign(p) instead, the
+    subgradient of λ·‖p‖₁ (see :func:`str_core.train.optim.add_l1_gradients`).
     """
 
     epochs: int = 30
@@ -83,6 +92,7 @@ class TrainConfig(_FromDict):
     label_smoothing: float = 0.0
     seed: int = 0
     device: str = "cpu"
+    penalty: PenaltyName = "l2"
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -98,6 +108,7 @@ class TrainConfig(_FromDict):
             (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be in [0, epochs]"),
             (self.schedule in ("cosine", "constant"), "schedule must be 'cosine' or 'constant'"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (self.penalty in ("l2", "l1"), "penalty must be 'l2' or 'l1'"),
         ]
         for ok, message in checks:
             if not ok:
@@ -142,6 +153,73 @@ class DataConfig(_FromDict):
     def __post_init__(self) -> None:
         if not 0 <= self.val_fraction < 1:
             raise ValueError("DataConfig: val_fraction must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class PruneConfig(_FromDict):
+    """A magnitude-pruning baseline trained to a requested sparsity (no λ search needed).
+
+    Attributes:
+        target_sparsity: overall sparsity over all prunable weights, in ``(0, 1)``.
+        method: ``"gmp"`` (gradual magnitude pruning, Zhu & Gupta 2017, per layer),
+            ``"global_magnitude"`` (gradual, one magnitude ranking over all layers) or ``"dnw"``
+            (Discovering Neural Wirings, Wortsman et al. 2019: top-k by magnitude in every
+            forward pass from step 0, straight-through gradient).
+        allocation: per-layer budget of ``gmp`` and ``dnw``: ``"uniform"`` (every layer at the
+            target), ``"erk"`` (Erdős–Rényi-Kernel, Evci et al. 2020) or ``"given"`` (``budget``);
+            ignored by ``global_magnitude``.
+        budget: with ``allocation="given"``: layer name -> sparsity (a learnt STR budget or a
+            budget file), rescaled so that the overall sparsity is exactly the target.
+        start_fraction: the gradual methods start pruning at this fraction of the training
+            steps (ignored by ``dnw``).
+        end_fraction: the gradual methods reach the target at this fraction of the steps.
+    """
+
+    target_sparsity: float = 0.9
+    method: PruneMethod = "gmp"
+    allocation: Allocation = "uniform"
+    budget: dict[str, float] | None = None
+    start_fraction: float = 0.1
+    end_fraction: float = 0.6
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[bool, str]] = [
+            (0 < self.target_sparsity < 1, "target_sparsity must be in (0, 1)"),
+            (
+                self.method in ("gmp", "global_magnitude", "dnw"),
+                "method must be 'gmp', 'global_magnitude' or 'dnw'",
+            ),
+            (
+                self.allocation in ("uniform", "erk", "given"),
+                "allocation must be 'uniform', 'erk' or 'given'",
+            ),
+            (
+                0 <= self.start_fraction < self.end_fraction <= 1,
+                "need 0 <= start_fraction < end_fraction <= 1",
+            ),
+            (
+                self.allocation != "given" or self.budget is not None,
+                "allocation 'given' needs a budget (layer name -> sparsity)",
+            ),
+            (
+                self.allocation == "given" or self.budget is None,
+                "a budget is only used with allocation 'given'",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"PruneConfig: {message}")
+        if self.budget is not None:
+            if not isinstance(self.budget, dict):
+                raise ValueError("PruneConfig: budget must be a dict of layer name -> sparsity")
+            try:
+                budget = validate_budget(self.budget)
+            except ValueError as e:
+                raise ValueError(f"PruneConfig: {e}") from e
+            if not budget:
+                raise ValueError("PruneConfig: budget is empty")
+            object.__setattr__(self, "budget", budget)  # a private copy of plain floats
 
 
 def to_dict(config: Any) -> dict[str, Any]:

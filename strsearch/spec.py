@@ -49,6 +49,13 @@ class TrainingRecipe(_Strict):
     schedule: Literal["cosine", "constant"] = "cosine"
     min_lr: float = Field(0.0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    penalty: Literal["l2", "l1"] = Field(
+        "l2",
+        description=(
+            "How λ penalises the weights: weight decay (l2, the paper) or an L1 penalty "
+            "(λ·sign(w) added to the gradient; the STR ablation)."
+        ),
+    )
     threshold_weight_decay: float | None = Field(
         None, ge=0, description="Decay of STR thresholds; null means the searched λ (the paper)."
     )
@@ -108,6 +115,84 @@ class SearchSettings(_Strict):
         return self
 
 
+MethodName = Literal[
+    "str",
+    "str_l1",
+    "str_exp",
+    "str_channel",
+    "gmp",
+    "global_magnitude",
+    "erk",
+    "dnw",
+    "str_to_gmp",
+    "str_to_dnw",
+    "budget_gmp",
+    "budget_dnw",
+]
+"""The methods a comparison job can train (docs/results.md describes each).
+
+``str*`` are searched (λ until the target lands): ``str`` is the paper's STR, ``str_l1`` puts an L1
+penalty in place of weight decay, ``str_exp`` uses g = exp, ``str_channel`` one threshold per
+output channel. The others are trained once per seed at exactly the target: ``gmp`` (gradual
+magnitude pruning, uniform per layer), ``global_magnitude``, ``erk`` (GMP with Erdős–Rényi-kernel
+layer budgets), ``dnw`` (top-k per layer with a straight-through gradient), ``str_to_gmp`` /
+``str_to_dnw`` (the per-layer budget learnt by the ``str`` search, trained with GMP / DNW) and
+``budget_gmp`` / ``budget_dnw`` (the budget given in ``comparison.budget``).
+"""
+
+STR_METHODS: frozenset[str] = frozenset({"str", "str_l1", "str_exp", "str_channel"})
+"""Methods whose sparsity is searched through λ."""
+
+DEFAULT_METHODS: tuple[MethodName, ...] = (
+    "str",
+    "gmp",
+    "global_magnitude",
+    "erk",
+    "dnw",
+    "str_to_gmp",
+)
+
+
+class ComparisonSettings(_Strict):
+    """How the methods of a comparison job are trained (``methods`` set)."""
+
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
+        max_length=16,
+        description="Training seeds: every method is trained once per seed.",
+    )
+    weight_decay: float = Field(
+        5e-4, ge=0, le=1, description="Weight decay of the pruning baselines (STR's λ is searched)."
+    )
+    prune_start: float = Field(
+        0.1, ge=0, lt=1, description="Fraction of training at which gradual pruning starts."
+    )
+    prune_end: float = Field(
+        0.6, gt=0, le=1, description="Fraction of training at which gradual pruning ends."
+    )
+    budget: dict[str, float] | None = Field(
+        None,
+        max_length=10_000,
+        description="Per-layer sparsity (layer name → fraction) of budget_gmp and budget_dnw.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ComparisonSettings:
+        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise self._invalid(("seeds",), "seeds must be distinct and >= 0", self.seeds)
+        if self.prune_start >= self.prune_end:
+            raise self._invalid(
+                ("prune_start",), "prune_start must be smaller than prune_end", self.prune_start
+            )
+        for layer, value in (self.budget or {}).items():
+            if not 0.0 <= value <= 1.0:
+                raise self._invalid(
+                    ("budget", layer), "a layer's sparsity must be in [0, 1]", value
+                )
+        return self
+
+
 class Resources(_Strict):
     """What one trial needs.
 
@@ -154,6 +239,16 @@ class SearchSpec(_Strict):
     target_sparsity: float = Field(gt=0, lt=1, description="Fraction of prunable weights at zero.")
     tolerance: float = Field(0.005, gt=0, le=0.1, description="Accepted |sparsity − target|.")
     method: Literal["str"] = "str"
+    methods: list[MethodName] | None = Field(
+        None,
+        min_length=1,
+        max_length=len(MethodName.__args__),  # type: ignore[attr-defined]
+        description=(
+            "Compare these methods at the target (a comparison job): each is trained with the "
+            "same recipe and seeds. Null: one STR search."
+        ),
+    )
+    comparison: ComparisonSettings = Field(default_factory=ComparisonSettings)
     training: TrainingRecipe = Field(default_factory=TrainingRecipe)
     reparam: Reparameterization = Field(default_factory=Reparameterization)
     search: SearchSettings = Field(default_factory=SearchSettings)
@@ -175,14 +270,88 @@ class SearchSpec(_Strict):
                 "resources.workers_per_trial",
                 self.training.batch_size,
             )
+        if self.methods is not None:
+            self._check_methods(self.methods)
         return self
 
+    def _check_methods(self, methods: list[MethodName]) -> None:
+        if len(set(methods)) != len(methods):
+            raise self._invalid(("methods",), "methods must be distinct", methods)
+        if {"str_to_gmp", "str_to_dnw"} & set(methods) and "str" not in methods:
+            raise self._invalid(
+                ("methods",),
+                "str_to_gmp and str_to_dnw train the budget learnt by 'str': add 'str' to methods",
+                methods,
+            )
+        if {"budget_gmp", "budget_dnw"} & set(methods) and not self.comparison.budget:
+            raise self._invalid(
+                ("comparison", "budget"),
+                "budget_gmp and budget_dnw need comparison.budget (layer name → sparsity)",
+                self.comparison.budget,
+            )
+        if self.resources.workers_per_trial > 1:
+            raise self._invalid(
+                ("resources", "workers_per_trial"),
+                "a comparison job (methods set) trains each model in one process: "
+                "workers_per_trial must be 1",
+                self.resources.workers_per_trial,
+            )
+
+    @property
+    def is_comparison(self) -> bool:
+        """Whether this job compares methods (``methods`` set) instead of one STR search."""
+        return self.methods is not None
+
+    def trial_budget(self) -> int:
+        """The most trials the job can run: ``search.max_trials`` for a search; for a
+        comparison, that many per searched STR method plus one per other (method, seed) and
+        per extra seed of each STR method."""
+        if self.methods is None:
+            return self.search.max_trials
+        searched = sum(m in STR_METHODS for m in self.methods)
+        seeds = len(self.comparison.seeds)
+        return (
+            searched * (self.search.max_trials + seeds - 1) + (len(self.methods) - searched) * seeds
+        )
+
     def fingerprint(self) -> str:
-        """A short hash of the spec: equal specs give equal fingerprints (names experiments)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A short hash of the spec: equal specs give equal fingerprints (names experiments).
+
+        Fields added to version 1 later (:data:`_ADDED_FIELDS`) are left out while at their
+        defaults, so a spec that does not use them keeps its fingerprint (and its experiment's
+        name) across upgrades."""
+        data = self.model_dump(mode="json")
+        for path in _ADDED_FIELDS:
+            section = data
+            for key in path[:-1]:
+                section = section[key]
+            if section[path[-1]] == _default_at(path):
+                del section[path[-1]]
+        canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> SearchSpec:
         """Validate a JSON-like mapping (raises ``pydantic.ValidationError`` naming the fields)."""
         return cls.model_validate(data)
+
+
+_ADDED_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("methods",),
+    ("comparison",),
+    ("training", "penalty"),
+)
+"""Fields added to spec version 1 after its release (see :meth:`SearchSpec.fingerprint`)."""
+
+
+def _default_at(path: tuple[str, ...]) -> Any:
+    """The JSON form of the default of the field at ``path`` (``("training", "penalty")``)."""
+    model: type[BaseModel] = SearchSpec
+    for key in path[:-1]:
+        annotation = model.model_fields[key].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            raise TypeError(f"{'.'.join(path)}: {key} is not a section")
+        model = annotation
+    field = model.model_fields[path[-1]]
+    default = field.get_default(call_default_factory=True)
+    return default.model_dump(mode="json") if isinstance(default, BaseModel) else default

@@ -181,7 +181,7 @@ class Agent:
         except ValidationError as exc:
             errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             return self._finish(claim, "failed", error=f"invalid spec: {errors}")
-        progress = JobProgress(spec.target_sparsity, spec.tolerance, spec.search.max_trials)
+        progress = JobProgress(spec.target_sparsity, spec.tolerance, spec.trial_budget())
         progress.resume(claim.job.get("progress"))
         process = JobProcess(
             job_id,

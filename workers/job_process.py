@@ -149,18 +149,20 @@ def _search(
     from pydantic import ValidationError
 
     from strsearch.spec import SearchSpec
-    from workers.search import check_spec, run_search
+    from workers.compare import check_comparison, run_comparison
+    from workers.search import run_search
 
     try:
         spec = SearchSpec.model_validate(spec_data)
-        check_spec(spec)
+        check_comparison(spec)
     except ValidationError as exc:
         errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return "invalid", f"invalid spec: {errors}"
     except (KeyError, ValueError, OSError) as exc:
         return "invalid", describe(exc)
+    run = run_comparison if spec.is_comparison else run_search
     try:
-        result = run_search(
+        result = run(
             spec,
             storage_path=storage,
             address=address,

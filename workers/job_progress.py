@@ -25,7 +25,17 @@ RUNNING = "running"
 """State of a trial that started and has not finished; the final states are those of
 :class:`~workers.result.TrialSummary` (``landed``, ``above``, ``below``, ``failed``)."""
 
-TRIAL_FIELDS = ("trial_id", "weight_decay", "s_init", "epoch", "sparsity", "val_acc", "state")
+TRIAL_FIELDS = (
+    "trial_id",
+    "method",
+    "seed",
+    "weight_decay",
+    "s_init",
+    "epoch",
+    "sparsity",
+    "val_acc",
+    "state",
+)
 
 
 def utc_now() -> str:
@@ -55,7 +65,7 @@ class JobProgress:
     Args:
         target: the job's target sparsity.
         tolerance: accepted ``|sparsity - target|``; classifies a finished trial.
-        trials_total: the trial budget (``search.max_trials``).
+        trials_total: the trial budget (``SearchSpec.trial_budget()``).
         clock: ISO time of an update (tests pass a fixed one).
     """
 
@@ -112,6 +122,8 @@ class JobProgress:
                 trial_id = str(trial["trial_id"])
                 self._trials[trial_id] = {
                     "trial_id": trial_id,
+                    "method": trial.get("method"),
+                    "seed": trial.get("seed"),
                     "weight_decay": _number(trial.get("weight_decay")),
                     "s_init": _number(trial.get("s_init")),
                     "epoch": int(trial.get("epochs") or 0),
@@ -190,6 +202,10 @@ class JobProgress:
         for key in ("weight_decay", "s_init"):
             if (value := _number(config.get(key))) is not None:
                 row[key] = value
+        if isinstance(method := config.get("method"), str):
+            row["method"] = method
+        if isinstance(seed := config.get("seed"), int):
+            row["seed"] = seed
         return row
 
     def _classify(self, sparsity: Any) -> str:
@@ -220,6 +236,7 @@ class JobProgress:
     def _best_of(self, row: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "trial_id": row["trial_id"],
+            "method": row.get("method"),
             "weight_decay": row.get("weight_decay"),
             "s_init": row.get("s_init"),
             "sparsity": row.get("sparsity"),

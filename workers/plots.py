@@ -29,8 +29,10 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from str_core.train.callbacks import EpochMetrics, LayerSnapshot
 
 __all__ = [
+    "MethodPoint",
     "TradeoffPoint",
     "budget_figure",
+    "comparison_figure",
     "dynamics_figure",
     "pareto_front",
     "save_png",
@@ -354,4 +356,48 @@ def tradeoff_figure(
     ax.legend(loc="best", fontsize=8)
     _annotate_best(ax, placed, x, text)
     fig.suptitle(title or f"Accuracy vs {'sparsity' if x == 'sparsity' else 'FLOPs'}")
+    return fig
+
+
+@dataclass(frozen=True)
+class MethodPoint:
+    """One method of a comparison: mean accuracy (± std over seeds) at its mean FLOPs."""
+
+    method: str
+    flops: float
+    accuracy: float
+    accuracy_std: float
+    sparsity: float
+
+
+def comparison_figure(
+    points: Sequence[MethodPoint], *, dense_flops: float | None = None, title: str = ""
+) -> Figure:
+    """Accuracy against FLOPs, one point per method with its seed-to-seed std as error bar.
+
+    Each method is labelled with its name and sparsity; the axis reads in K/M/G, with a top axis
+    in fraction of ``dense_flops`` when given.
+    """
+    fig = _new_figure(7.5, 5.0)
+    if not points:
+        return _placeholder(fig, "no method finished", title)
+    ax = fig.add_subplot()
+    for index, p in enumerate(points):
+        ax.errorbar(
+            p.flops,
+            p.accuracy,
+            yerr=p.accuracy_std,
+            fmt="o",
+            color=f"C{index % 10}",
+            capsize=4,
+            label=f"{p.method} ({p.sparsity:.1%} sparse)",
+            gid=f"method-{p.method}",
+        )
+        ax.annotate(p.method, (p.flops, p.accuracy), xytext=(6, 4), textcoords="offset points")
+    _format_x(ax, "flops", [p.flops for p in points], dense_flops)
+    ax.yaxis.set_major_formatter(_percent())
+    ax.set_ylabel("test accuracy (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.suptitle(title or "Accuracy vs FLOPs by method")
     return fig

@@ -9,7 +9,7 @@ same for a fresh and a restored experiment.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from ray import tune
@@ -63,6 +63,15 @@ def listening(name: str, listener: SearchListener | None) -> Iterator[None]:
         _LISTENERS.pop(name, None)
 
 
+def trial_view(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's config as listeners see it: a comparison trial's ``row`` (method, seed, λ,
+    ``s_init``) is lifted to the top level, so every trial carries the same keys."""
+    row = config.get("row")
+    if not isinstance(row, dict):
+        return dict(config)
+    return {k: v for k, v in config.items() if k != "row"} | row
+
+
 class ProgressRelay(tune.Callback):
     """A picklable Tune callback that forwards trial events to the registered listener."""
 
@@ -74,18 +83,18 @@ class ProgressRelay(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if (listener := self._listener()) is not None:
-            listener.trial_started(trial.trial_id, dict(trial.config))
+            listener.trial_started(trial.trial_id, trial_view(trial.config))
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
         if (listener := self._listener()) is not None:
-            listener.trial_result(trial.trial_id, dict(trial.config), result)
+            listener.trial_result(trial.trial_id, trial_view(trial.config), result)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if (listener := self._listener()) is not None:
-            listener.trial_finished(trial.trial_id, dict(trial.config), failed=False)
+            listener.trial_finished(trial.trial_id, trial_view(trial.config), failed=False)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if (listener := self._listener()) is not None:
-            listener.trial_finished(trial.trial_id, dict(trial.config), failed=True)
+            listener.trial_finished(trial.trial_id, trial_view(trial.config), failed=True)

@@ -15,7 +15,7 @@ from workers.early_stop import BandStopRule
 def epoch_report(
     trainer: Trainer,
     metrics: EpochMetrics,
-    extra: dict[str, float],
+    extra: dict[str, Any],
     rule: BandStopRule | None,
     target: float | None = None,
 ) -> dict[str, Any]:
@@ -48,13 +48,20 @@ def epoch_report(
     return report
 
 
+def band_rule(spec: SearchSpec, epochs: int) -> BandStopRule | None:
+    """The early-stop rule of a search trial of ``spec`` (``None`` when early stopping is off)."""
+    if not spec.search.early_stopping:
+        return None
+    return BandStopRule(spec.target_sparsity, spec.tolerance, epochs)
+
+
 class EpochReporter(Callback):
     """Base of the trial reporters: builds :func:`epoch_report` after each epoch and hands it to
     :meth:`send` (Tune for a single-process trial, Ray Train for a data-parallel one).
 
     Args:
         checkpoint_dir: where the trainer writes ``last.pt``; reported as the checkpoint.
-        extra: values added to every report (λ and ``s_init``).
+        extra: values added to every report (λ and ``s_init``; method and seed in comparisons).
         rule: early-stop rule, or ``None``.
         target: the search's target sparsity (adds ``target_gap`` to every report), or ``None``.
     """
@@ -62,7 +69,7 @@ class EpochReporter(Callback):
     def __init__(
         self,
         checkpoint_dir: Path,
-        extra: dict[str, float],
+        extra: dict[str, Any],
         rule: BandStopRule | None = None,
         target: float | None = None,
     ) -> None:
@@ -75,12 +82,9 @@ class EpochReporter(Callback):
     def for_trial(
         cls, checkpoint_dir: Path, spec: SearchSpec, weight_decay: float, s_init: float, epochs: int
     ) -> Self:
-        """The reporter of the trial ``(weight_decay, s_init)`` of ``spec``."""
-        rule = None
-        if spec.search.early_stopping:
-            rule = BandStopRule(spec.target_sparsity, spec.tolerance, epochs)
+        """The reporter of the search trial ``(weight_decay, s_init)`` of ``spec``."""
         extra = {"weight_decay": weight_decay, "s_init": s_init}
-        return cls(checkpoint_dir, extra, rule, spec.target_sparsity)
+        return cls(checkpoint_dir, extra, band_rule(spec, epochs), spec.target_sparsity)
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         self.send(trainer, epoch_report(trainer, metrics, self.extra, self.rule, self.target))

@@ -25,7 +25,7 @@ class TrialSummary:
 
     trial_id: str
     weight_decay: float
-    s_init: float
+    s_init: float | None
     status: TrialStatus
     epochs: int
     sparsity: float | None
@@ -38,6 +38,10 @@ class TrialSummary:
     error: str | None = None
     path: str | None = None
     band_stop: str | None = None
+    method: str = "str"
+    seed: int | None = None
+    nonzero: float | None = None
+    params: float | None = None
 
     @classmethod
     def from_metrics(
@@ -67,10 +71,11 @@ class TrialSummary:
             status = "landed"
         else:
             status = "above" if sparsity > target else "below"
+        s_init, seed = config.get("s_init"), config.get("seed")
         return cls(
             trial_id=trial_id,
             weight_decay=float(config["weight_decay"]),
-            s_init=float(config["s_init"]),
+            s_init=None if s_init is None else float(s_init),
             status=status,
             epochs=int(metrics.get("epoch", 0) or 0),
             sparsity=sparsity,
@@ -83,6 +88,10 @@ class TrialSummary:
             error=error,
             path=path,
             band_stop=band_stop if isinstance(band_stop := metrics.get("band_stop"), str) else None,
+            method=str(config.get("method") or "str"),
+            nonzero=number("nonzero"),
+            params=number("params"),
+            seed=None if seed is None else int(seed),
         )
 
 

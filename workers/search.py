@@ -25,7 +25,7 @@ from str_core.data import load_dataset
 from str_core.models import get_model_info
 from strsearch.spec import SearchSpec
 from workers.data_parallel import trial_resources
-from workers.progress import Fanout, ProgressRelay, SearchListener, listening
+from workers.progress import Fanout, ProgressRelay, SearchListener, listening, trial_view
 from workers.result import SearchResult, TrialSummary
 from workers.searcher import SparsitySearcher
 from workers.tracking import JobTracker, TrackingSettings
@@ -77,7 +77,8 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     ray.init(address=address, **kwargs)
 
 
-def _storage_uri(storage_path: str | Path | None) -> str:
+def storage_uri(storage_path: str | Path | None) -> str:
+    """A local folder as an absolute path (default :data:`DEFAULT_STORAGE`); URIs unchanged."""
     raw = str(storage_path or DEFAULT_STORAGE)
     return raw if "://" in raw else str(Path(raw).expanduser().resolve())
 
@@ -103,6 +104,8 @@ def run_search(
     listener: SearchListener | None = None,
     tracking: TrackingSettings | None = None,
     job_id: str | None = None,
+    method: str = "str",
+    parent_run_id: str | None = None,
 ) -> SearchResult:
     """Search λ (and ``s_init``) with real STR training until a trial lands the target.
 
@@ -119,6 +122,9 @@ def run_search(
         job_id: names the job's MLflow runs; default the experiment name plus a short hash of
             its storage path, so a resumed search continues its runs and the same spec searched
             in other storage is another job.
+        method: the searched STR method's name (a comparison's ablations: ``str_l1``, ...);
+            carried in every trial's config and tags.
+        parent_run_id: the MLflow run the search's run is nested under (a comparison's).
 
     Returns:
         Every trial's final metrics and budget, and the best landed trial.
@@ -128,7 +134,7 @@ def run_search(
     """
     check_spec(spec)
     ensure_ray(address)
-    storage = _storage_uri(storage_path)
+    storage = storage_uri(storage_path)
     name = name or experiment_name(spec)
     if not resume and tune.Tuner.can_restore(f"{storage}/{name}"):
         # never mix a fresh experiment's trials into an earlier one's folder
@@ -137,8 +143,10 @@ def run_search(
     trainable = tune.with_resources(train_trial, trial_resources(spec.resources))
     settings = tracking or TrackingSettings()
     job_id = job_id or f"{name}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
-    job = JobTracker.open(spec, job_id, settings) if settings.enabled else None
-    param_space: dict[str, Any] = {"spec": spec.model_dump(mode="json")}
+    job = None
+    if settings.enabled:
+        job = JobTracker.open(spec, job_id, settings, method=method, parent_run_id=parent_run_id)
+    param_space: dict[str, Any] = {"spec": spec.model_dump(mode="json"), "method": method}
     if job is not None:
         param_space["tracking"] = job.tracking.to_dict()
 
@@ -199,7 +207,7 @@ def summarise(spec: SearchSpec, grid: tune.ResultGrid, path: str) -> SearchResul
         trials.append(
             TrialSummary.from_metrics(
                 trial_id,
-                result.config or {},
+                trial_view(result.config or {}),
                 metrics,
                 target=spec.target_sparsity,
                 tolerance=spec.tolerance,

@@ -8,6 +8,10 @@ in its own process, so that it can log its own per-epoch metrics, plots and mode
         ├── run  kind=trial  strsearch.trial_id=T1     λ, s_init, epochs, budget, plots, models
         └── run  kind=trial  strsearch.trial_id=T2
 
+A comparison job's run holds the comparison table and plot; the searches of its STR methods are
+job runs nested under it (with their trials), and the trials of the other methods and seeds are
+its own children.
+
 Runs are found again by tag, never by a remembered id: a restored search continues its parent
 run, and a restarted trial continues its child run (epochs already logged are not logged again).
 Every call is an ordinary client call against the tracking server; per-epoch metrics go out in
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -45,11 +50,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.async_logging.run_operations import RunOperations
 
 import str_core
-from str_core.layers import densify
+from str_core.layers import STRMixin, densify
+from str_core.pruning import bake
 from str_core.train import Callback, EpochMetrics, Trainer
 from strsearch.spec import SearchSpec
 from workers import plots
+from workers.comparison import ComparisonResult, MethodRow
 from workers.mlflow_server import tracking_uri as default_tracking_uri
+from workers.progress import trial_view
 from workers.result import SearchResult, TrialSummary
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -215,8 +223,19 @@ def trial_trackers(config: Mapping[str, Any], trial_id: str) -> list[Callback]:
         return []
     spec = SearchSpec.model_validate(config["spec"])
     tracking = TrialTracking.from_dict(config["tracking"])
-    weight_decay, s_init = float(config["weight_decay"]), float(config["s_init"])
-    return [TrialTracker(tracking, trial_id, spec, weight_decay, s_init)]
+    view = trial_view(config)
+    s_init = view.get("s_init")
+    return [
+        TrialTracker(
+            tracking,
+            trial_id,
+            spec,
+            float(view["weight_decay"]),
+            None if s_init is None else float(s_init),
+            method=str(view.get("method") or spec.method),
+            seed=view.get("seed"),
+        )
+    ]
 
 
 class TrialTracker(Callback):
@@ -227,7 +246,9 @@ class TrialTracker(Callback):
         trial_id: Tune's trial id (names and tags the run).
         spec: the job's spec (logged as params).
         weight_decay: λ of the trial.
-        s_init: ``s_init`` of the trial.
+        s_init: ``s_init`` of the trial (``None`` for a pruning baseline).
+        method: what the trial trains (``str``, an ablation or a baseline).
+        seed: the training seed of a comparison trial.
     """
 
     def __init__(
@@ -236,13 +257,18 @@ class TrialTracker(Callback):
         trial_id: str,
         spec: SearchSpec,
         weight_decay: float,
-        s_init: float,
+        s_init: float | None,
+        *,
+        method: str = "str",
+        seed: int | None = None,
     ) -> None:
         self.tracking = tracking
         self.trial_id = trial_id
         self.spec = spec
         self.weight_decay = weight_decay
         self.s_init = s_init
+        self.method = method
+        self.seed = seed
         self.client = MlflowClient(tracking.tracking_uri)
         self.run_id = ""
         self.last_logged = 0
@@ -263,12 +289,12 @@ class TrialTracker(Callback):
         if run_id is None:
             run = self.client.create_run(
                 self.tracking.experiment_id,
-                run_name=f"trial-{self.trial_id} λ={self.weight_decay:.4g} s={self.s_init:g}",
+                run_name=f"trial-{self.trial_id} {self._label()}",
                 tags={
                     **tags,
                     PARENT_TAG: self.tracking.parent_run_id,
                     "strsearch.target": f"{self.spec.target_sparsity:g}",
-                    "strsearch.method": self.spec.method,
+                    "strsearch.method": self.method,
                 },
             )
             run_id = run.info.run_id
@@ -279,18 +305,34 @@ class TrialTracker(Callback):
         self.run_id = run_id
         log_params(self.client, run_id, self._params())
 
+    def _label(self) -> str:
+        """``λ=… s=…`` of a search trial; ``<method> seed=… …`` of a comparison trial."""
+        label = f"λ={self.weight_decay:.4g}"
+        if self.s_init is not None:
+            label += f" s={self.s_init:g}"
+        if self.seed is not None:
+            label = f"{self.method} seed={self.seed} {label}"
+        return label
+
     def _params(self) -> dict[str, str]:
-        """The trial's params: the spec's, λ, ``s_init`` and the trial id (run and models)."""
-        return spec_params(self.spec) | {
+        """The trial's params: the spec's, λ, ``s_init``, method, seed and the trial id."""
+        params = spec_params(self.spec) | {
             "weight_decay": f"{self.weight_decay:g}",
-            "s_init": f"{self.s_init:g}",
             "trial_id": self.trial_id,
+            "trial_method": self.method,
         }
+        if self.s_init is not None:
+            params["s_init"] = f"{self.s_init:g}"
+        if self.seed is not None:
+            params["trial_seed"] = str(self.seed)
+        return params
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         if trainer.rank != 0 or metrics.epoch <= self.last_logged:
             return
-        values = metrics.flat() | {"weight_decay": self.weight_decay, "s_init": self.s_init}
+        values = metrics.flat() | {"weight_decay": self.weight_decay}
+        if self.s_init is not None:
+            values["s_init"] = self.s_init
         values["target_gap"] = abs(metrics.scalars["sparsity"] - self.spec.target_sparsity)
         self.sent.append(
             self.sender.submit(log_metrics, self.client, self.run_id, values, metrics.epoch)
@@ -309,7 +351,7 @@ class TrialTracker(Callback):
             folder = Path(tmp)
             if final is not None:
                 self._write_budget(folder, final)
-                title = f"trial {self.trial_id}: λ={self.weight_decay:.4g}, s_init={self.s_init:g}"
+                title = f"trial {self.trial_id}: {self._label()}"
                 budget = plots.budget_figure(final.layers, title=title)
                 plots.save_png(budget, folder / "budget.png")
                 dynamics = plots.dynamics_figure(history, title=title)
@@ -343,14 +385,17 @@ class TrialTracker(Callback):
         with torch.no_grad():
             output = model(example)
         signature = infer_signature(example.numpy(), output.numpy())
-        dense = densify(copy.deepcopy(model)).eval()
+        # a baseline's masks are parametrizations, which cannot be pickled: log it baked
+        dense = bake(densify(copy.deepcopy(model))).eval()
+        has_str = any(isinstance(m, STRMixin) for m in model.modules())
+        nets = (("str_model", model), ("model", dense)) if has_str else (("model", dense),)
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
         params = self._params()
         uris, outputs = {}, []
         mlflow.set_tracking_uri(self.tracking.tracking_uri)
         with tempfile.TemporaryDirectory(prefix="strsearch-model-code-") as tmp:
             code = [str(_copy_model_code(Path(tmp)))]
-            for name, net in (("str_model", model), ("model", dense)):
+            for name, net in nets:
                 logged = mlflow.initialize_logged_model(
                     name=name,
                     source_run_id=self.run_id,
@@ -412,21 +457,36 @@ class JobTracker:
         self.started: set[str] = set()
 
     @classmethod
-    def open(cls, spec: SearchSpec, job_id: str, settings: TrackingSettings) -> JobTracker:
-        """Find the job's parent run by tag, or create it; log the spec as params."""
+    def open(
+        cls,
+        spec: SearchSpec,
+        job_id: str,
+        settings: TrackingSettings,
+        *,
+        method: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> JobTracker:
+        """Find the job's parent run by tag, or create it; log the spec as params.
+
+        ``method`` names what the run holds (default: the spec's; ``comparison`` for a
+        comparison job); ``parent_run_id`` nests it (a comparison's STR searches)."""
         uri = settings.resolved_uri()
         client = MlflowClient(uri)
         experiment_id = _experiment_id(client, settings.resolved_experiment())
         tags = {JOB_TAG: job_id, KIND_TAG: "job"}
         run_id = find_run(client, experiment_id, tags)
         if run_id is None:
+            method = method or spec.method
+            kind = "comparison" if method == "comparison" else "search"
+            extra = {PARENT_TAG: parent_run_id} if parent_run_id else {}
             run = client.create_run(
                 experiment_id,
-                run_name=f"search {job_id}",
+                run_name=f"{kind} {job_id}",
                 tags={
                     **tags,
+                    **extra,
                     "strsearch.target": f"{spec.target_sparsity:g}",
-                    "strsearch.method": spec.method,
+                    "strsearch.method": method,
                     "strsearch.model": spec.model,
                     "strsearch.dataset": spec.dataset,
                 },
@@ -510,6 +570,54 @@ class JobTracker:
         self.client.set_terminated(self.run_id, "FINISHED")
         return registered
 
+    def finish_comparison(self, result: ComparisonResult) -> None:
+        """Log a comparison's outcome: per-method metrics (``<method>/test_acc_mean``, ...),
+        the table (``comparison.csv``, ``comparison.json``) and the accuracy-vs-FLOPs plot.
+        Nothing is registered (each trial run holds its model)."""
+        self._close_children({t.trial_id for t in result.trials})
+        values: dict[str, float] = {
+            "target_sparsity": result.target,
+            "reached": float(result.reached),
+            "trials": len(result.trials),
+            "total_epochs": result.total_epochs,
+        }
+        fields = ("sparsity_mean", "sparsity_std", "test_acc_mean", "test_acc_std", "flops_mean")
+        for row in result.table:
+            for name in fields:
+                value = getattr(row, name)
+                if value is not None:
+                    values[f"{row.method}/{name}"] = value
+        log_metrics(self.client, self.run_id, values, step=0)
+        self.client.set_tag(self.run_id, "strsearch.reached", str(result.reached).lower())
+        with tempfile.TemporaryDirectory(prefix="strsearch-job-artifacts-") as tmp:
+            folder = Path(tmp)
+            header = [f.name for f in dataclasses.fields(MethodRow)]
+            rows = [[getattr(row, k) for k in header] for row in result.table]
+            _write_csv(folder / "comparison.csv", header, rows)
+            (folder / "comparison.json").write_text(
+                json.dumps(result.to_dict(), indent=1), encoding="utf-8"
+            )
+            points = [
+                plots.MethodPoint(
+                    row.method,
+                    row.flops_mean,
+                    row.test_acc_mean,
+                    row.test_acc_std or 0.0,
+                    row.sparsity_mean or 0.0,
+                )
+                for row in result.table
+                if row.flops_mean is not None and row.test_acc_mean is not None
+            ]
+            dense = next((row.dense_flops for row in result.table if row.dense_flops), None)
+            title = (
+                f"{self.spec.model} on {self.spec.dataset} at {result.target:.1%} sparsity, "
+                f"{len(self.spec.comparison.seeds)} seed(s)"
+            )
+            figure = plots.comparison_figure(points, dense_flops=dense, title=title)
+            plots.save_png(figure, folder / "accuracy_vs_flops.png")
+            self.client.log_artifacts(self.run_id, tmp)
+        self.client.set_terminated(self.run_id, "FINISHED")
+
     def fail(self, status: str = "FAILED") -> None:
         """End the parent run as failed (or ``KILLED``) after an error in the driver."""
         self._close_children()
@@ -519,7 +627,7 @@ class JobTracker:
         """Trial id → child run id of every trial run of this job."""
         runs = self.client.search_runs(
             [self.tracking.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{self.run_id}'",
+            filter_string=f"tags.`{PARENT_TAG}` = '{self.run_id}' and tags.`{KIND_TAG}` = 'trial'",
         )
         return {r.data.tags.get(TRIAL_TAG, ""): r.info.run_id for r in runs}
 

@@ -1,4 +1,4 @@
-"""The Ray Tune function trainable: one STR training run per trial.
+"""The Ray Tune function trainable: one training run per trial (STR, or a baseline of a comparison).
 
 It trains with the str_core :class:`~str_core.train.Trainer` and reports every epoch through a
 trainer callback: ``tune.report`` with the epoch's metrics (accuracy, loss, sparsity, FLOPs, λ,
@@ -17,12 +17,13 @@ from typing import Any
 import torch
 from ray import tune
 
+from str_core.pruning import pruning_callbacks
 from str_core.train import LAST_CHECKPOINT, Trainer, build_run
 from strsearch.spec import SearchSpec
 from workers.data_parallel import train_trial_data_parallel
-from workers.reporting import EpochReporter
+from workers.reporting import EpochReporter, band_rule
 from workers.tracking import trial_trackers
-from workers.trial_config import trial_config
+from workers.trial_config import Row, method_trial, trial_config
 
 
 class TuneReporter(EpochReporter):
@@ -33,16 +34,31 @@ class TuneReporter(EpochReporter):
 
 
 def train_trial(config: dict[str, Any]) -> None:
-    """Train one trial. ``config`` holds ``spec`` (a SearchSpec as JSON), ``weight_decay`` and
-    ``s_init``; the last two come from the searcher; with ``tracking`` the trial also logs to
-    its MLflow run (:mod:`workers.tracking`). With ``resources.workers_per_trial`` > 1
-    the trial trains data-parallel with Ray Train (:mod:`workers.data_parallel`)."""
+    """Train one trial.
+
+    A search trial's ``config`` holds ``spec`` (a SearchSpec as JSON), ``weight_decay`` and
+    ``s_init`` (chosen by the searcher); a comparison trial's holds ``spec`` and ``row`` (a
+    :class:`~workers.trial_config.Row`: method, seed, λ, ``s_init`` or budget). With
+    ``tracking`` the trial also logs to its MLflow run (:mod:`workers.tracking`). With
+    ``resources.workers_per_trial`` > 1 a search trial trains data-parallel with Ray Train
+    (:mod:`workers.data_parallel`)."""
     spec = SearchSpec.model_validate(config["spec"])
-    if spec.resources.workers_per_trial > 1:
-        train_trial_data_parallel(config)
-        return
-    weight_decay, s_init = float(config["weight_decay"]), float(config["s_init"])
-    trial = trial_config(spec, weight_decay=weight_decay, s_init=s_init)
+    if "row" in config:
+        row = Row.from_dict(config["row"])
+        trial = method_trial(spec, row)
+        extra: dict[str, Any] = {"weight_decay": row.weight_decay, "seed": row.seed}
+        if row.s_init is not None:
+            extra["s_init"] = row.s_init
+        extra["method"] = row.method
+        reporter_rule = None
+    else:
+        if spec.resources.workers_per_trial > 1:
+            train_trial_data_parallel(config)
+            return
+        weight_decay, s_init = float(config["weight_decay"]), float(config["s_init"])
+        trial = trial_config(spec, weight_decay=weight_decay, s_init=s_init)
+        extra = {"weight_decay": weight_decay, "s_init": s_init}
+        reporter_rule = band_rule(spec, trial.train.epochs)
     torch.set_num_threads(max(1, int(spec.resources.cpus_per_trial)))
 
     workdir = Path(tempfile.mkdtemp(prefix="strsearch-trial-"))
@@ -51,14 +67,15 @@ def train_trial(config: dict[str, Any]) -> None:
         if restored is not None:
             with restored.as_directory() as src:
                 shutil.copy(Path(src) / LAST_CHECKPOINT, workdir / LAST_CHECKPOINT)
-        run = build_run(trial.model, trial.data, trial.train, trial.str_config)
-        reporter = TuneReporter.for_trial(workdir, spec, weight_decay, s_init, trial.train.epochs)
+        run = build_run(trial.model, trial.data, trial.train, trial.str_config, prune=trial.prune)
+        reporter = TuneReporter(workdir, extra, reporter_rule, spec.target_sparsity)
+        pruners = pruning_callbacks(trial.prune) if trial.prune is not None else []
         trackers = trial_trackers(config, tune.get_context().get_trial_id())
         trainer = Trainer(
             run.model,
             trial.train,
             run.data,
-            callbacks=[reporter, *trackers],
+            callbacks=[*pruners, reporter, *trackers],
             checkpoint_dir=workdir,
         )
         trainer.fit(resume=restored is not None)

@@ -1,6 +1,12 @@
 """STR layers, threshold functions and whole-model conversion."""
 
-from str_core.layers.convert import PRUNABLE_TYPES, densify, prunable_layers, sparsify
+from str_core.layers.convert import (
+    PRUNABLE_TYPES,
+    densify,
+    prunable_layers,
+    sparsify,
+    weight_parameter,
+)
 from str_core.layers.str_layers import STR_LAYER_TYPES, STRConv1d, STRConv2d, STRLinear, STRMixin
 from str_core.layers.threshold import (
     THRESHOLD_FUNCTIONS,
@@ -27,4 +33,5 @@ __all__ = [
     "soft_threshold",
     "soft_threshold_reference",
     "sparsify",
+    "weight_parameter",
 ]

@@ -12,6 +12,7 @@ import fnmatch
 from collections.abc import Iterable
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from str_core.config import STRConfig
 from str_core.layers.str_layers import STR_LAYER_TYPES, STRConv1d, STRConv2d, STRLinear
@@ -29,6 +30,25 @@ _STR_FOR_DENSE: dict[type[nn.Module], type[STRConv1d] | type[STRConv2d] | type[S
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The (name, module) pairs of every conv and linear layer, dense or STR, in module order."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+
+
+def weight_parameter(module: nn.Module) -> nn.Parameter:
+    """The trainable tensor behind ``module.weight``.
+
+    Under ``torch.nn.utils.parametrize`` (the pruning masks of :mod:`str_core.pruning`),
+    ``module.weight`` is computed from ``module.parametrizations.weight.original``, which is the
+    parameter the optimizer must update; otherwise it is ``module.weight`` itself.
+
+    Raises:
+        TypeError: if the module has no weight parameter.
+    """
+    if parametrize.is_parametrized(module, "weight"):
+        weight = module.parametrizations.weight.original  # type: ignore[union-attr]
+    else:
+        weight = getattr(module, "weight", None)
+    if not isinstance(weight, nn.Parameter):
+        raise TypeError(f"{type(module).__name__} has no weight parameter")
+    return weight
 
 
 def _is_excluded(name: str, patterns: Iterable[str]) -> bool:

@@ -5,7 +5,13 @@ from str_core.train.callbacks import Callback, EpochMetrics, LayerSnapshot
 from str_core.train.checkpoint import load_checkpoint, load_dense_weights, save_checkpoint
 from str_core.train.distributed import DistContext, current_context, shard_indices
 from str_core.train.evaluate import EvalSums, evaluate, evaluation_sums
-from str_core.train.optim import build_optimizer, build_scheduler, lr_factor, param_groups
+from str_core.train.optim import (
+    add_l1_gradients,
+    build_optimizer,
+    build_scheduler,
+    lr_factor,
+    param_groups,
+)
 from str_core.train.setup import RunSetup, build_run, seed_everything
 from str_core.train.trainer import (
     LAST_CHECKPOINT,
@@ -27,6 +33,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainingDivergedError",
+    "add_l1_gradients",
     "build_optimizer",
     "build_run",
     "build_scheduler",

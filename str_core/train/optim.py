@@ -10,6 +10,12 @@ each get an explicit group so that choice is visible and can be changed:
 * ``other``: BN parameters, biases and anything else, decay ``other_decay``.
 
 The groups are checked to be disjoint and to cover every trainable parameter.
+
+``TrainConfig.penalty`` chooses what a group's coefficient means. With ``"l2"`` (the paper) it is
+torch's ``weight_decay``. With ``"l1"`` (an ablation) the group's ``weight_decay`` is 0 and the
+coefficient is kept under the group key ``"l1"``; :func:`add_l1_gradients`, called between
+``backward`` and ``step``, adds λ·sign(p) to each gradient (the subgradient of λ·‖p‖₁, 0 at 0).
+l2 groups carry no ``"l1"`` key, so their optimizer state is what it always was.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ import torch
 from torch import Tensor, nn
 
 from str_core.config import TrainConfig
-from str_core.layers import PRUNABLE_TYPES, STR_LAYER_TYPES
+from str_core.layers import PRUNABLE_TYPES, STR_LAYER_TYPES, weight_parameter
+
+L1_KEY = "l1"
+"""Optimizer-group key of the L1 coefficient (present only with ``penalty='l1'``)."""
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -29,7 +38,8 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
 
     Returns:
         Optimizer groups, each with ``name``, ``params`` and ``weight_decay`` keys (empty groups
-        are dropped).
+        are dropped). With ``cfg.penalty == "l1"``, ``weight_decay`` is 0 and the group's
+        coefficient is under :data:`L1_KEY`.
 
     Raises:
         RuntimeError: if the groups overlap or miss a trainable parameter (a bug, not bad input).
@@ -38,7 +48,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     thresholds: list[Tensor] = []
     for module in model.modules():
         if isinstance(module, PRUNABLE_TYPES):
-            weights.append(module.get_parameter("weight"))
+            weights.append(weight_parameter(module))
         if isinstance(module, STR_LAYER_TYPES):
             thresholds.append(module.get_parameter("s"))
     chosen = {id(p) for p in weights + thresholds}
@@ -55,7 +65,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
         {
             "name": name,
             "params": [p for p in params if p.requires_grad],
-            "weight_decay": decay[name],
+            **_penalty(cfg, decay[name]),
         }
         for name, params in members.items()
     ]
@@ -65,6 +75,30 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     if set(ids) != set(all_params):
         raise RuntimeError("optimizer groups miss trainable parameters")
     return [g for g in groups if g["params"]]
+
+
+def _penalty(cfg: TrainConfig, coefficient: float) -> dict[str, float]:
+    """The group keys that apply ``coefficient`` as ``cfg.penalty``."""
+    if cfg.penalty == "l1":
+        return {"weight_decay": 0.0, L1_KEY: coefficient}
+    return {"weight_decay": coefficient}
+
+
+@torch.no_grad()
+def add_l1_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """Add λ·sign(p) to the gradient of every parameter of a group with an L1 coefficient λ.
+
+    Call it after ``backward`` (and after any gradient all-reduce) and before ``step``.
+    Parameters without a gradient are skipped, as torch's weight decay skips them. A no-op for
+    groups without the :data:`L1_KEY` key (l2 runs).
+    """
+    for group in optimizer.param_groups:
+        coefficient = float(group.get(L1_KEY, 0.0))
+        if coefficient == 0.0:
+            continue
+        for p in group["params"]:
+            if p.grad is not None:
+                p.grad.add_(torch.sign(p), alpha=coefficient)
 
 
 def group_sizes(groups: list[dict[str, Any]]) -> dict[str, int]:

@@ -56,7 +56,13 @@ from str_core.train.distributed import (
     shard_indices,
 )
 from str_core.train.evaluate import EvalSums, evaluation_sums
-from str_core.train.optim import build_optimizer, build_scheduler, group_sizes, param_groups
+from str_core.train.optim import (
+    add_l1_gradients,
+    build_optimizer,
+    build_scheduler,
+    group_sizes,
+    param_groups,
+)
 
 LAST_CHECKPOINT = "last.pt"
 
@@ -285,6 +291,7 @@ class Trainer:
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            add_l1_gradients(self.optimizer)  # no-op unless cfg.penalty == "l1"
             self.optimizer.step()
             self.scheduler.step()
             loss_sum += local * y.numel()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from strsearch.cli import budget, catalog, jobs, search, serve, train, ui
+from strsearch.cli import budget, catalog, compare, jobs, search, serve, train, ui
 from strsearch.cli.agent import agent
 from strsearch.cli.token import token_app
 
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command("train")(train.train)
 app.command("budget")(budget.budget)
 app.command("search")(search.search)
+app.command("compare")(compare.compare)
 app.command("models")(catalog.models)
 app.command("datasets")(catalog.datasets)
 app.command("ui")(ui.ui)

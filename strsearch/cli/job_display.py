@@ -40,7 +40,8 @@ def trial_rows(progress: Mapping[str, Any] | None) -> list[TrialRow]:
         if not isinstance(trial, Mapping):
             continue
         weight_decay, s_init = _float(trial.get("weight_decay")), _float(trial.get("s_init"))
-        if weight_decay is None or s_init is None:
+        method = trial.get("method")
+        if weight_decay is None or (s_init is None and method in (None, "str")):
             continue
         rows.append(
             TrialRow(
@@ -51,6 +52,7 @@ def trial_rows(progress: Mapping[str, Any] | None) -> list[TrialRow]:
                 sparsity=_float(trial.get("sparsity")),
                 val_acc=_float(trial.get("val_acc")),
                 state=str(trial.get("state", "")),
+                method=method if isinstance(method, str) else None,
             )
         )
     return rows

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from strsearch.cli.render import budget_table
 
@@ -23,8 +24,45 @@ def _num(value: Any, spec: str) -> str:
     return format(value, spec) if isinstance(value, int | float) else "?"
 
 
+def comparison_table(result: Mapping[str, Any]) -> Table:
+    """One line per method of a comparison's ``table``: sparsity, test accuracy (mean ± std
+    over seeds), MACs and nonzero weights."""
+    table = Table(
+        "method", "seeds", "sparsity", "test acc", "MACs", "of dense", "nonzero", "λ",
+        title=f"methods at {_pct(result.get('target'))} sparsity", header_style="bold",
+    )  # fmt: skip
+    for row in result.get("table") or ():
+        seeds = len(row.get("seeds") or ())
+        failed = f" ({row['failed']} failed)" if row.get("failed") else ""
+        flops, dense = row.get("flops_mean"), row.get("dense_flops")
+        table.add_row(
+            str(row.get("method")),
+            f"{seeds}{failed}",
+            f"{_pct(row.get('sparsity_mean'))} ± {_num(row.get('sparsity_std'), '.2%')}",
+            f"{_pct(row.get('test_acc_mean'))} ± {_num(row.get('test_acc_std'), '.2%')}",
+            _num(flops, ",.0f"),
+            _pct(flops / dense) if isinstance(flops, int | float) and dense else "?",
+            _num(row.get("nonzero_mean"), ",.0f"),
+            _num(row.get("weight_decay"), ".3g"),
+        )
+    return table
+
+
 def print_result(console: Console, result: Mapping[str, Any]) -> None:
-    """The best trial's per-layer budget and metrics, then where the search is recorded."""
+    """The best trial's per-layer budget and metrics (a comparison: its table), then where
+    the search is recorded."""
+    if result.get("kind") == "comparison":
+        console.print(comparison_table(result))
+        searches = result.get("searches") or {}
+        missed = [m for m, search in searches.items() if not search.get("reached")]
+        note = f"; searches that missed the band: {', '.join(missed)}" if missed else ""
+        console.print(
+            f"{len(result.get('trials') or ())} trials, {result.get('total_epochs', '?')} "
+            f"epochs{note}",
+            highlight=False,
+        )
+        _print_links(console, result)
+        return
     best: Mapping[str, Any] | None = result.get("best")
     trials = result.get("trials") or []
     count = f"{len(trials)} trials" if trials else "trials"
@@ -54,6 +92,10 @@ def print_result(console: Console, result: Mapping[str, Any]) -> None:
             f"{_pct(best.get('sparsity'))}"
         )
         console.print(f"[bold yellow]not reached[/] within {count}{closest}", highlight=False)
+    _print_links(console, result)
+
+
+def _print_links(console: Console, result: Mapping[str, Any]) -> None:
     if result.get("experiment_path"):
         console.print(f"experiment: {result['experiment_path']}", highlight=False)
     if result.get("mlflow_run_url"):

@@ -18,38 +18,46 @@ class TrialRow:
 
     trial_id: str
     weight_decay: float
-    s_init: float
+    s_init: float | None
     epoch: int
     sparsity: float | None
     val_acc: float | None
     state: str
+    method: str | None = None
 
 
 def trials_table(
     rows: Iterable[TrialRow], *, target: float, tolerance: float, epochs: int
 ) -> Table:
-    """The live trials table of ``strsearch search`` and ``strsearch watch``."""
+    """The live trials table of ``strsearch search`` and ``strsearch watch`` (with a method
+    column when a comparison's trials are in it)."""
+    rows = list(rows)
+    methods = any(row.method not in (None, "str") for row in rows)
     table = Table(
         "trial", "λ", "s_init", "epoch", "sparsity", "val acc", "state",
         title=f"target {target:.2%} ± {tolerance:.2%}", header_style="bold",
     )  # fmt: skip
+    if methods:
+        table.add_column("method")
     for row in rows:
-        table.add_row(
+        cells = [
             row.trial_id,
             f"{row.weight_decay:.4g}",
-            f"{row.s_init:g}",
+            "" if row.s_init is None else f"{row.s_init:g}",
             f"{row.epoch}/{epochs}",
             "" if row.sparsity is None else f"{row.sparsity:.2%}",
             "" if row.val_acc is None else f"{row.val_acc:.2%}",
             row.state,
-        )
+        ]
+        table.add_row(*cells, *([row.method or "str"] if methods else []))
     return table
 
 
 @dataclass
 class _Row:
     weight_decay: float
-    s_init: float
+    s_init: float | None
+    method: str | None
     epoch: int = 0
     sparsity: float | None = None
     val_acc: float | None = None
@@ -89,7 +97,7 @@ class SearchDisplay:
     def _render(self) -> Group:
         rows = [
             TrialRow(trial_id, r.weight_decay, r.s_init, r.epoch, r.sparsity, r.val_acc,
-                     self._state(r))
+                     self._state(r), r.method)
             for trial_id, r in self.rows.items()
         ]  # fmt: skip
         table = trials_table(rows, target=self.target, tolerance=self.tolerance, epochs=self.epochs)
@@ -97,7 +105,12 @@ class SearchDisplay:
 
     def _row(self, trial_id: str, config: dict[str, Any]) -> _Row:
         if trial_id not in self.rows:
-            self.rows[trial_id] = _Row(float(config["weight_decay"]), float(config["s_init"]))
+            s_init, method = config.get("s_init"), config.get("method")
+            self.rows[trial_id] = _Row(
+                float(config["weight_decay"]),
+                None if s_init is None else float(s_init),
+                method if isinstance(method, str) else None,
+            )
         return self.rows[trial_id]
 
     def trial_started(self, trial_id: str, config: dict[str, Any]) -> None:

@@ -99,6 +99,40 @@ def _spec_template(
             rich_help_panel=SPEC_PANEL,
         ),
     ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Comma-separated methods to compare at the target (a comparison job), e.g. "
+                "'str,gmp,erk,dnw'; see `strsearch compare --help`."
+            ),
+            rich_help_panel=SPEC_PANEL,
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated training seeds of a comparison (default 0,1,2).",
+            rich_help_panel=SPEC_PANEL,
+        ),
+    ] = None,
+    budget_file: Annotated[
+        Path | None,
+        typer.Option(
+            help=(
+                "Per-layer budget of budget_gmp / budget_dnw: a layer,sparsity .csv or a .json "
+                "file, or with --budget-column a paper budget table."
+            ),
+            rich_help_panel=SPEC_PANEL,
+        ),
+    ] = None,
+    budget_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Column of a paper budget table (e.g. STR, ERK); rows are the model's layers.",
+            rich_help_panel=SPEC_PANEL,
+        ),
+    ] = None,
     data_root: Annotated[
         Path | None,
         typer.Option(
@@ -121,6 +155,15 @@ def _spec_template(
     base |= {k: v for k, v in top.items() if v is not None}
     if data_root is not None:
         base["data_root"] = str(data_root)
+    if methods is not None:
+        base["methods"] = _csv_list(methods, "--methods")
+    comparison: dict[str, Any] = {
+        "seeds": _csv_list(seeds, "--seeds", int) if seeds is not None else None
+    }
+    if budget_file is not None:
+        comparison["budget"] = _read_budget(budget_file, budget_column, base.get("model"))
+    elif budget_column is not None:
+        raise ValueError("--budget-column needs --budget-file")
     sections: dict[str, dict[str, Any]] = {
         "training": {"epochs": epochs},
         "search": {
@@ -132,6 +175,7 @@ def _spec_template(
             "seed": seed,
             "early_stopping": early_stopping,
         },
+        "comparison": comparison,
         "resources": {
             "cpus_per_trial": cpus_per_trial,
             "gpus_per_trial": gpus_per_trial,
@@ -146,6 +190,32 @@ def _spec_template(
                 raise ValueError(f"invalid search spec: {section}: must be an object")
             base[section] = {**current, **given}
     return base
+
+
+def _csv_list(text: str, option: str, kind: Callable[[str], Any] = str) -> list[Any]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ValueError(f"{option} needs at least one value")
+    try:
+        return [kind(item) for item in items]
+    except ValueError:
+        raise ValueError(f"{option}: {text!r} is not a comma-separated list of numbers") from None
+
+
+def _read_budget(path: Path, column: str | None, model: Any) -> dict[str, float]:
+    """A budget file's layer → sparsity map; a paper table's column needs the model's layer
+    names (its prunable layers in module order, from the model registry)."""
+    from str_core.budgets import read_budget, read_paper_budget_table
+
+    if column is None:
+        return read_budget(path)
+    if not isinstance(model, str):
+        raise ValueError("--budget-column needs --model (the table's rows are its layers)")
+    from str_core.layers import prunable_layers
+    from str_core.models import create_model
+
+    names = [name for name, _ in prunable_layers(create_model(model))]
+    return read_paper_budget_table(path, column, names)
 
 
 def _read_spec_file(path: Path) -> dict[str, Any]:

@@ -91,6 +91,17 @@ SPEC_CASES: list[tuple[str, Any, list[Any]]] = [
     ("max_trials 0", spec(search={"max_trials": 0}), ["body", "search", "max_trials"]),
     ("max_trials over quota", spec(search={"max_trials": 21}), ["body", "search", "max_trials"]),
     (
+        "comparison over quota",
+        spec(methods=["str", "gmp"], search={"max_trials": 16}, comparison={"seeds": [0, 1, 2]}),
+        ["body", "search", "max_trials"],
+    ),
+    ("unknown method", spec(methods=["str", "magic"]), ["body", "methods", 1]),
+    (
+        "transfer without str",
+        spec(methods=["str_to_gmp"]),
+        ["body", "methods"],
+    ),
+    (
         "max_trials over the limit",
         spec(search={"max_trials": 501}),
         ["body", "search", "max_trials"],
@@ -197,6 +208,10 @@ def test_messages_say_what_is_wrong(submitter: httpx.Client) -> None:
     assert "lambda_min" in messages(spec(search={"lambda_min": 0.1, "lambda_max": 0.01}))
     assert "target_sparsity" in messages(spec(target_sparsity=0.998))
     assert "quota" in messages(spec(search={"max_trials": 21}))
+    # 16 + 2 trials for str, 3 for gmp: the message says why a comparison counts 21
+    assert "can run 21 trials" in messages(
+        spec(methods=["str", "gmp"], search={"max_trials": 16}, comparison={"seeds": [0, 1, 2]})
+    )
     assert "JSON" in " ".join(e["msg"] for e in _send(submitter, "/jobs", b"{").json()["detail"])
 
 

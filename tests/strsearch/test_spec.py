@@ -56,3 +56,60 @@ def test_spec_is_immutable() -> None:
     spec = SearchSpec.parse({"model": "m", "dataset": "d", "target_sparsity": 0.5})
     with pytest.raises(ValidationError):
         spec.target_sparsity = 0.6  # type: ignore[misc]
+
+
+BASE = {"model": "digits_cnn", "dataset": "digits", "target_sparsity": 0.9}
+
+
+@pytest.mark.parametrize(
+    ("patch", "where", "message"),
+    [
+        ({"methods": []}, "methods", "at least 1"),
+        ({"methods": ["str", "magic"]}, "methods.1", "Input should be"),
+        ({"methods": ["gmp", "gmp"]}, "methods", "distinct"),
+        ({"methods": ["gmp", "str_to_gmp"]}, "methods", "add 'str' to methods"),
+        ({"methods": ["budget_dnw"]}, "comparison.budget", "need comparison.budget"),
+        ({"methods": ["gmp"], "comparison": {"seeds": [1, 1]}}, "comparison.seeds", "distinct"),
+        ({"comparison": {"prune_start": 0.5, "prune_end": 0.4}}, "comparison.prune_start", ""),
+        ({"comparison": {"budget": {"fc": 1.5}}}, "comparison.budget.fc", "in [0, 1]"),
+        (
+            {"methods": ["gmp"], "resources": {"workers_per_trial": 2}, "training": {}},
+            "resources.workers_per_trial",
+            "must be 1",
+        ),
+        ({"training": {"penalty": "l3"}}, "training.penalty", ""),
+    ],
+)
+def test_comparison_fields_are_checked_where_they_are(
+    patch: dict[str, object], where: str, message: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        SearchSpec.parse(BASE | patch)
+    errors = caught.value.errors()
+    assert [".".join(map(str, e["loc"])) for e in errors] == [where], errors
+    assert message in errors[0]["msg"]
+
+
+def test_a_comparisons_trial_budget_counts_searches_seeds_and_methods() -> None:
+    assert SearchSpec.parse(BASE).trial_budget() == 12
+    spec = SearchSpec.parse(
+        BASE
+        | {
+            "methods": ["str", "str_l1", "gmp", "dnw"],
+            "search": {"max_trials": 5},
+            "comparison": {"seeds": [0, 1, 2]},
+        }
+    )
+    assert spec.is_comparison
+    # two searches of 5 trials, two more seeds of each, three seeds of two baselines
+    assert spec.trial_budget() == 2 * (5 + 2) + 2 * 3
+
+
+def test_fields_added_later_leave_a_searchs_fingerprint_as_it_was() -> None:
+    spec = SearchSpec.parse(BASE)
+    # the fingerprint of this spec before comparisons and penalties existed
+    assert spec.fingerprint() == "673a6bc37d"
+    explicit = SearchSpec.parse(BASE | {"training": {"penalty": "l2"}, "methods": None})
+    assert explicit.fingerprint() == spec.fingerprint()
+    assert SearchSpec.parse(BASE | {"training": {"penalty": "l1"}}).fingerprint() != "673a6bc37d"
+    assert SearchSpec.parse(BASE | {"methods": ["gmp"]}).fingerprint() != "673a6bc37d"

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
 import pytest
 import torch
 
-from str_core.config import STRConfig, TrainConfig
+from str_core.config import PruneConfig, STRConfig, TrainConfig
+from str_core.data import DatasetSplits
 from str_core.layers import sparsify
-from str_core.train import build_optimizer, build_scheduler, lr_factor, param_groups
+from str_core.pruning import attach_masks
+from str_core.train import (
+    Trainer,
+    add_l1_gradients,
+    build_optimizer,
+    build_scheduler,
+    lr_factor,
+    param_groups,
+)
 
 from .conftest import TinyNet
 
@@ -90,3 +100,79 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="unknown field"):
         TrainConfig.from_dict({"epochs": 3, "epoch": 4})
     assert TrainConfig.from_dict({"epochs": 3}).epochs == 3
+
+
+def _backward(model: TinyNet, data: DatasetSplits) -> None:
+    x, y = data.train[:]  # type: ignore[index]
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+
+
+def test_l1_groups_carry_the_coefficient_and_no_weight_decay(tiny_net: TinyNet) -> None:
+    sparsify(tiny_net, STRConfig())
+    cfg = TrainConfig(
+        penalty="l1", weight_decay=1e-3, threshold_weight_decay=2e-3, other_weight_decay=0.0
+    )
+    groups = {g["name"]: g for g in param_groups(tiny_net, cfg)}
+    assert {n: (g["weight_decay"], g["l1"]) for n, g in groups.items()} == {
+        "weights": (0.0, 1e-3),
+        "thresholds": (0.0, 2e-3),
+        "other": (0.0, 0.0),
+    }
+    # l2 groups are unchanged: no "l1" key, so l2 checkpoints keep their optimizer state
+    l2 = build_optimizer(tiny_net, TrainConfig(weight_decay=1e-3))
+    assert all("l1" not in g for g in l2.state_dict()["param_groups"])
+
+
+def test_l1_adds_lambda_sign_to_the_gradient(tiny_net: TinyNet, blobs: DatasetSplits) -> None:
+    lam, lam_other = 0.05, 0.02
+    opt = build_optimizer(
+        tiny_net, TrainConfig(penalty="l1", weight_decay=lam, other_weight_decay=lam_other)
+    )
+    _backward(tiny_net, blobs)
+    with torch.no_grad():
+        tiny_net.conv.weight[0, 0, 0, 0] = 0.0  # sign(0) = 0: nothing added
+    grads = {n: p.grad.clone() for n, p in tiny_net.named_parameters()}  # type: ignore[union-attr]
+    add_l1_gradients(opt)
+    for name, p in tiny_net.named_parameters():
+        coefficient = lam if name.endswith(".weight") and name != "bn.weight" else lam_other
+        assert torch.equal(p.grad, grads[name] + coefficient * torch.sign(p)), name  # type: ignore[arg-type]
+    assert tiny_net.conv.weight.grad[0, 0, 0, 0] == grads["conv.weight"][0, 0, 0, 0]  # type: ignore[index]
+    l2 = build_optimizer(tiny_net, TrainConfig(weight_decay=lam))
+    before = {n: p.grad.clone() for n, p in tiny_net.named_parameters()}  # type: ignore[union-attr]
+    add_l1_gradients(l2)  # a no-op for l2 groups
+    assert all(torch.equal(p.grad, before[n]) for n, p in tiny_net.named_parameters())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("penalty", ["l1", "l2"])
+def test_trainer_step_applies_the_penalty(
+    penalty: str, tiny_net: TinyNet, blobs: DatasetSplits
+) -> None:
+    """One full-batch SGD step (no momentum) of the real trainer against p − lr·(∇L + penalty)."""
+    lam, lr = 0.1, 0.5
+    cfg = TrainConfig(
+        epochs=1,
+        batch_size=64,
+        lr=lr,
+        momentum=0.0,
+        weight_decay=lam,
+        schedule="constant",
+        penalty=penalty,  # type: ignore[arg-type]
+    )
+    manual = copy.deepcopy(tiny_net)
+    _backward(manual, blobs)
+    Trainer(tiny_net, cfg, blobs).fit()
+    for (name, p), (_, q) in zip(
+        tiny_net.named_parameters(), manual.named_parameters(), strict=True
+    ):
+        extra = torch.sign(q) if penalty == "l1" else q
+        expected = q - lr * (q.grad + lam * extra)  # type: ignore[operator]
+        torch.testing.assert_close(p, expected, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_groups_use_the_trainable_weight_of_masked_layers(tiny_net: TinyNet) -> None:
+    attach_masks(tiny_net, PruneConfig(method="dnw"))
+    groups = {g["name"]: g for g in param_groups(tiny_net, TrainConfig())}
+    weights = groups["weights"]["params"]
+    assert weights[0] is tiny_net.conv.parametrizations.weight.original
+    assert len(weights) == 2 and all(isinstance(p, torch.nn.Parameter) for p in weights)
