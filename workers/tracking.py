@@ -419,9 +419,10 @@ class TrialTracker(Callback):
         self.client.set_tag(self.run_id, MODEL_URI_TAG, uris["model"])
 
 
-MODEL_CODE = ("__init__.py", "config.py", "layers", "models")
-"""The parts of ``str_core`` that loading a pickled model imports (the package, its configs, the
-layers and the model registry); data, training and metrics code is not needed to load a model."""
+MODEL_CODE = ("__init__.py", "config.py", "budgets.py", "layers", "models")
+"""The parts of ``str_core`` that loading a pickled model imports (the package, its configs and
+the budget checks they use, the layers and the model registry); data, training and metrics code
+is not needed to load a model."""
 
 
 def _copy_model_code(dest: Path) -> Path:

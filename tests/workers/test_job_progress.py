@@ -18,7 +18,7 @@ TRACKING = {
 
 
 def _config(weight_decay: float, s_init: float = -5.0, **extra: Any) -> dict[str, Any]:
-    return {"weight_decay": weight_decay, "s_init": s_init, **extra}
+    return {"weight_decay": weight_decay, "s_init": s_init, "method": "str", **extra}
 
 
 def _epoch(
@@ -59,6 +59,8 @@ def test_events_aggregate_into_counts_rows_and_best() -> None:
     assert snap["mlflow_run_url"] == "http://127.0.0.1:5000/#/experiments/3/runs/abc"
     assert snap["trials"][0] == {
         "trial_id": "t1",
+        "method": "str",
+        "seed": None,
         "weight_decay": 0.01,
         "s_init": -5.0,
         "epoch": 2,
@@ -78,6 +80,7 @@ def test_events_aggregate_into_counts_rows_and_best() -> None:
     assert [t["state"] for t in snap["trials"]] == ["below", "landed", "failed"]
     assert snap["best"] == {
         "trial_id": "t2",
+        "method": "str",
         "weight_decay": 0.02,
         "s_init": -5.0,
         "sparsity": 0.905,
@@ -86,6 +89,14 @@ def test_events_aggregate_into_counts_rows_and_best() -> None:
         "status": "landed",
     }
     json.dumps(snap)  # JSON-ready
+
+
+def test_a_comparisons_rows_carry_their_method_and_seed() -> None:
+    progress = _progress()
+    progress.trial_started("g0", {"method": "gmp", "seed": 2, "weight_decay": 5e-4})
+    progress.trial_result("g0", {"method": "gmp", "seed": 2, "weight_decay": 5e-4}, {"epoch": 1})
+    row = progress.snapshot()["trials"][0]
+    assert (row["method"], row["seed"], row["s_init"], row["epoch"]) == ("gmp", 2, None, 1)
 
 
 def test_best_prefers_accuracy_among_landed_trials() -> None:
@@ -138,6 +149,8 @@ def test_complete_takes_the_final_rows_from_the_result() -> None:
     _epoch(progress, "t1", 0.01, 1, 0.5, 0.6)
     trial = {
         "trial_id": "t1",
+        "method": "str",
+        "seed": None,
         "weight_decay": 0.01,
         "s_init": -5.0,
         "status": "landed",
@@ -154,6 +167,8 @@ def test_complete_takes_the_final_rows_from_the_result() -> None:
     assert snap["trials"] == [
         {
             "trial_id": "t1",
+            "method": "str",
+            "seed": None,
             "weight_decay": 0.01,
             "s_init": -5.0,
             "epoch": 3,
