@@ -30,9 +30,17 @@ from str_core.models import create_model
 from strsearch.spec import STR_METHODS, SearchSpec
 from workers.comparison import ComparisonResult, method_rows
 from workers.data_parallel import trial_resources
-from workers.progress import Fanout, ProgressRelay, SearchListener, listening, trial_view
+from workers.progress import Fanout, SearchListener, listening
 from workers.result import SearchResult, TrialSummary
-from workers.search import check_spec, ensure_ray, experiment_name, run_search, storage_uri
+from workers.search import (
+    check_spec,
+    ensure_ray,
+    experiment_name,
+    run_config,
+    run_search,
+    storage_uri,
+    trial_summaries,
+)
 from workers.tracking import JobTracker, TrackingSettings
 from workers.trainable import train_trial
 from workers.trial_config import Row, variant_spec
@@ -180,35 +188,12 @@ def _train_rows(
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=spec.search.parallel_trials, reuse_actors=True
             ),
-            run_config=tune.RunConfig(
-                name=METHODS_EXPERIMENT,
-                storage_path=root,
-                callbacks=[ProgressRelay(path)],
-                verbose=0,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                failure_config=tune.FailureConfig(max_failures=1),
-            ),
+            run_config=run_config(METHODS_EXPERIMENT, root, relay=path),
         )
     listeners = [x for x in (listener, job) if x is not None]
     with listening(path, Fanout(listeners)):
         grid = tuner.fit()
-    summaries = []
-    for index in range(len(grid)):
-        result = grid[index]
-        metrics = dict(result.metrics or {})
-        error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
-        summaries.append(
-            TrialSummary.from_metrics(
-                str(metrics.get("trial_id") or Path(result.path).name),
-                trial_view(result.config or {}),
-                metrics,
-                target=spec.target_sparsity,
-                tolerance=spec.tolerance,
-                error=error,
-                path=result.path,
-            )
-        )
-    return summaries
+    return trial_summaries(spec, grid)
 
 
 def _summarise(

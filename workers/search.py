@@ -165,17 +165,7 @@ def run_search(
                 # a data-parallel trial's actor owns its Ray Train run: never hand it on
                 reuse_actors=spec.resources.workers_per_trial == 1,
             ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage,
-                callbacks=[ProgressRelay(name)],
-                verbose=0,
-                # Two, not one: a driver stopped between persisting a trial's new checkpoint
-                # (which deletes the oldest kept one) and saving the experiment state leaves a
-                # state that names the previous checkpoint; that one must still exist to resume.
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                failure_config=tune.FailureConfig(max_failures=1),
-            ),
+            run_config=run_config(name, storage, relay=name),
         )
     listeners = [x for x in (listener, job) if x is not None]
     try:
@@ -196,8 +186,31 @@ def run_search(
     return dataclasses.replace(result, mlflow_run_url=job.run_url(), registered_model=registered)
 
 
+def run_config(name: str, storage: str, *, relay: str) -> tune.RunConfig:
+    """The run config of our experiments: trial events go to the listener registered as
+    ``relay`` (:func:`workers.progress.listening`), one retry per trial, and a checkpoint kept
+    to resume from."""
+    return tune.RunConfig(
+        name=name,
+        storage_path=storage,
+        callbacks=[ProgressRelay(relay)],
+        verbose=0,
+        # Two, not one: a driver stopped between persisting a trial's new checkpoint (which
+        # deletes the oldest kept one) and saving the experiment state leaves a state that names
+        # the previous checkpoint; that one must still exist to resume.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        failure_config=tune.FailureConfig(max_failures=1),
+    )
+
+
 def summarise(spec: SearchSpec, grid: tune.ResultGrid, path: str) -> SearchResult:
     """Build the :class:`SearchResult` of a finished experiment."""
+    trials = trial_summaries(spec, grid)
+    return SearchResult.from_trials(spec.target_sparsity, spec.tolerance, trials, path)
+
+
+def trial_summaries(spec: SearchSpec, grid: tune.ResultGrid) -> list[TrialSummary]:
+    """Every trial of a finished experiment, from its config and last reported metrics."""
     trials = []
     for index in range(len(grid)):
         result = grid[index]
@@ -215,4 +228,4 @@ def summarise(spec: SearchSpec, grid: tune.ResultGrid, path: str) -> SearchResul
                 path=result.path,
             )
         )
-    return SearchResult.from_trials(spec.target_sparsity, spec.tolerance, trials, path)
+    return trials

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
+from strsearch.cli import run_options
 from strsearch.cli.errors import user_errors
 from strsearch.cli.spec_options import spec_options, validation_message
 
@@ -14,32 +13,13 @@ from strsearch.cli.spec_options import spec_options, validation_message
 @spec_options
 def compare(
     spec: dict[str, Any],
-    address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join (default: RAY_ADDRESS, else local).")
-    ] = None,
-    storage: Annotated[
-        str | None,
-        typer.Option(help="Experiment storage (default runs/search); shared storage on clusters."),
-    ] = None,
-    fresh: Annotated[
-        bool, typer.Option("--fresh", help="Start over instead of resuming the same spec.")
-    ] = False,
-    mlflow: Annotated[
-        bool,
-        typer.Option(
-            "--mlflow/--no-mlflow",
-            help="Record the comparison in MLflow (default on; see `strsearch ui`).",
-        ),
-    ] = True,
-    tracking_uri: Annotated[
-        str | None,
-        typer.Option(help="MLflow server (default: MLFLOW_TRACKING_URI, else the embedded one)."),
-    ] = None,
-    experiment: Annotated[
-        str | None,
-        typer.Option(help="MLflow experiment (default: MLFLOW_EXPERIMENT_NAME, else strsearch)."),
-    ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    address: run_options.Address = None,
+    storage: run_options.Storage = None,
+    fresh: run_options.Fresh = False,
+    mlflow: run_options.Mlflow = True,
+    tracking_uri: run_options.TrackingUri = None,
+    experiment: run_options.Experiment = None,
+    json_output: run_options.JsonOutput = False,
 ) -> None:
     """Train several methods to the same target sparsity with the same recipe and seeds, and
     print one table: sparsity, test accuracy (mean ± std over seeds), MACs, nonzero weights.
