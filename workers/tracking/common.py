@@ -1,0 +1,176 @@
+"""What every part of the tracking shares: settings, tags, MLflow's limits and the client calls
+that respect them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from mlflow.utils.async_logging.run_operations import RunOperations
+
+from strsearch.spec import SearchSpec
+from workers.mlflow_server import tracking_uri as default_tracking_uri
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow prints a "View run" line whenever a run ends; the CLI prints the job's URL itself.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+DEFAULT_EXPERIMENT = "strsearch"
+JOB_TAG = "strsearch.job_id"
+TRIAL_TAG = "strsearch.trial_id"
+KIND_TAG = "strsearch.kind"
+PARENT_TAG = "mlflow.parentRunId"
+MODEL_URI_TAG = "strsearch.model_uri"
+
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_PER_BATCH = 100
+MAX_PARAM_CHARS = 6000
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """Where and whether a search is recorded.
+
+    Attributes:
+        enabled: record the search at all.
+        tracking_uri: the server; ``None``: ``MLFLOW_TRACKING_URI`` or the embedded server.
+        experiment: the MLflow experiment; ``None``: ``MLFLOW_EXPERIMENT_NAME`` or ``strsearch``.
+        register: register the best landed model in the Model Registry.
+        log_models: log each trial's trained model (STR and densified).
+    """
+
+    enabled: bool = True
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    register: bool = True
+    log_models: bool = True
+
+    def resolved_uri(self) -> str:
+        """The tracking URI this search logs to (starts the embedded server if needed)."""
+        return self.tracking_uri or default_tracking_uri()
+
+    def resolved_experiment(self) -> str:
+        """The experiment name this search logs to."""
+        return self.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
+@dataclass(frozen=True)
+class TrialTracking:
+    """What a trial needs to find its run: plain values, carried in the trial's config."""
+
+    tracking_uri: str
+    experiment_id: str
+    job_id: str
+    parent_run_id: str
+    log_models: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the trial config."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialTracking:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def spec_params(spec: SearchSpec) -> dict[str, str]:
+    """The spec flattened to ``section.field`` params (lists as JSON), within MLflow's limits."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, item)
+            return
+        text = json.dumps(value) if isinstance(value, list | bool) or value is None else str(value)
+        out[prefix] = text[:MAX_PARAM_CHARS]
+
+    walk("", spec.model_dump(mode="json"))
+    return out
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> None:
+    """Log params in batches of :data:`MAX_PARAMS_PER_BATCH` (a re-logged equal value is fine)."""
+    items = [Param(k, v) for k, v in params.items()]
+    for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
+
+
+def log_metrics(
+    client: MlflowClient,
+    run_id: str,
+    values: Mapping[str, float],
+    step: int,
+    *,
+    synchronous: bool = True,
+) -> list[RunOperations]:
+    """Log finite numbers as metrics at ``step``, in batches within MLflow's limits.
+
+    Returns:
+        The pending operations of an asynchronous call (``wait()`` on them), else nothing.
+    """
+    now = int(time.time() * 1000)
+    items = [
+        Metric(k, float(v), now, step)
+        for k, v in values.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    ]
+    pending = []
+    for start in range(0, len(items), MAX_METRICS_PER_BATCH):
+        batch = items[start : start + MAX_METRICS_PER_BATCH]
+        operations = client.log_batch(run_id, metrics=batch, synchronous=synchronous)
+        if operations is not None:
+            pending.append(operations)
+    return pending
+
+
+def find_run(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> str | None:
+    """The oldest live run of the experiment carrying all ``tags``, or ``None``."""
+    clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs = client.search_runs(
+        [experiment_id], filter_string=clauses, order_by=["attributes.start_time ASC"]
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def experiment_of(client: MlflowClient, name: str) -> str:
+    """The id of the experiment ``name``, created (or restored from deletion) if needed."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return str(experiment.experiment_id)
+    try:
+        return str(client.create_experiment(name))
+    except mlflow.exceptions.MlflowException:  # created meanwhile by another process
+        found = client.get_experiment_by_name(name)
+        assert found is not None
+        return str(found.experiment_id)
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def model_name(spec: SearchSpec) -> str:
+    """Registered model name of a job: ``strsearch-<model>-<dataset>-s<target %>``."""
+    return f"strsearch-{spec.model}-{spec.dataset}-s{100 * spec.target_sparsity:g}"
