@@ -120,8 +120,8 @@ COMPARISON: dict[str, Any] = {
     "dataset": "digits",
     "target_sparsity": 0.5,
     "tolerance": 0.05,
-    "training": {"epochs": 3},
-    "search": {"max_trials": 4, "parallel_trials": 2, "lambda_min": 1e-3, "lambda_max": 5e-2},
+    "training": {"epochs": 2},
+    "search": {"max_trials": 3, "parallel_trials": 2, "lambda_min": 1e-3, "lambda_max": 5e-2},
     "methods": ["str", "gmp", "str_to_gmp"],
     "comparison": {"seeds": [0, 1]},
 }
@@ -153,7 +153,7 @@ def test_a_comparison_job_runs_end_to_end_through_the_api(
         assert row["seeds"] == [0, 1] and row["failed"] == 0, row
         # the baselines land on the target itself, to the rounding of per-layer counts
         assert row["sparsity_mean"] == pytest.approx(0.5, abs=1e-3), row
-        assert row["test_acc_mean"] > 0.5, row
+        assert row["test_acc_mean"] > 0.3, row  # 2 epochs: well above chance (10 %)
         assert row["flops_mean"] < row["dense_flops"]
     assert table["str"]["seeds"] == [0, 1]
     search = result["searches"]["str"]
