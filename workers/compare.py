@@ -223,3 +223,11 @@ def _summarise(
         best=best,
         compared=[t.trial_id for t in compared],
     )
+
+
+def run_job(spec: SearchSpec, **options: Any) -> SearchResult | ComparisonResult:
+    """Run ``spec`` as what it is: a comparison when ``spec.methods`` is set, else a search
+    (``options`` as for :func:`run_comparison`)."""
+    if spec.is_comparison:
+        return run_comparison(spec, **options)
+    return run_search(spec, **options)

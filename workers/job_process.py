@@ -149,8 +149,7 @@ def _search(
     from pydantic import ValidationError
 
     from strsearch.spec import SearchSpec
-    from workers.compare import check_comparison, run_comparison
-    from workers.search import run_search
+    from workers.compare import check_comparison, run_job
 
     try:
         spec = SearchSpec.model_validate(spec_data)
@@ -160,9 +159,8 @@ def _search(
         return "invalid", f"invalid spec: {errors}"
     except (KeyError, ValueError, OSError) as exc:
         return "invalid", describe(exc)
-    run = run_comparison if spec.is_comparison else run_search
     try:
-        result = run(
+        result = run_job(
             spec,
             storage_path=storage,
             address=address,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from strsearch.cli import run_options
-from strsearch.cli.errors import user_errors
-from strsearch.cli.spec_options import spec_options, validation_message
+from strsearch.cli.spec_options import spec_options
 
 
 @spec_options
@@ -30,47 +28,16 @@ def compare(
     (top-k with a straight-through gradient), str_to_gmp / str_to_dnw (the budget STR learnt),
     budget_gmp / budget_dnw (the --budget-file budget).
     """
-    from pydantic import ValidationError
+    from strsearch.spec import DEFAULT_METHODS
 
-    from strsearch.cli.render import make_console
-    from strsearch.cli.result_view import print_result
-    from strsearch.cli.search_display import SearchDisplay
-    from strsearch.spec import DEFAULT_METHODS, SearchSpec
-
-    console = make_console(stderr=json_output)
-    with user_errors():
-        spec = {"methods": list(DEFAULT_METHODS)} | spec
-        try:
-            compare_spec = SearchSpec.parse(spec)
-        except ValidationError as exc:
-            raise ValueError(f"invalid comparison spec: {validation_message(exc)}") from None
-
-        from workers.compare import check_comparison, run_comparison
-        from workers.tracking import TrackingSettings
-
-        check_comparison(compare_spec)
-        tracking = TrackingSettings(
-            enabled=mlflow, tracking_uri=tracking_uri, experiment=experiment
-        )
-        display = SearchDisplay(
-            console,
-            target=compare_spec.target_sparsity,
-            tolerance=compare_spec.tolerance,
-            max_trials=compare_spec.trial_budget(),
-            epochs=compare_spec.training.epochs,
-        )
-        with display:
-            result = run_comparison(
-                compare_spec,
-                storage_path=storage,
-                address=address,
-                resume=not fresh,
-                listener=display,
-                tracking=tracking,
-            )
-
-    if json_output:
-        print(json.dumps(result.to_dict(), indent=2))
-        return
-    console.print()
-    print_result(console, result.to_dict())
+    run_options.run_here(
+        {"methods": list(DEFAULT_METHODS)} | spec,
+        kind="comparison",
+        address=address,
+        storage=storage,
+        fresh=fresh,
+        mlflow=mlflow,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        json_output=json_output,
+    )
