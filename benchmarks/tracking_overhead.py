@@ -597,6 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "summaries": [asdict(s) for s in summaries],
             "trials": [asdict(t) for t in timings],
         }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 

@@ -65,7 +65,8 @@ class TopologyConfig:
         nodes: Ray nodes: a head plus ``nodes - 1`` worker nodes.
         cpus_per_node: CPUs each node offers (one trial takes one).
         agents: agents, each running one job at a time.
-        lease_seconds: the service's lease (short, so a killed agent's job returns soon).
+        lease_seconds: the service's lease: short, so a killed agent's job returns soon, and
+            longer than an API restart plus a heartbeat interval, so a restart costs no lease.
     """
 
     root: Path
@@ -74,7 +75,7 @@ class TopologyConfig:
     nodes: int = 2
     cpus_per_node: int = 1
     agents: int = 2
-    lease_seconds: float = 10.0
+    lease_seconds: float = 20.0
 
 
 @dataclass

@@ -24,7 +24,13 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+from matplotlib.ticker import (
+    EngFormatter,
+    FuncFormatter,
+    MaxNLocator,
+    NullFormatter,
+    PercentFormatter,
+)
 
 from str_core.train.callbacks import EpochMetrics, LayerSnapshot
 
@@ -94,7 +100,7 @@ def save_png(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) -> Pa
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(out, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(out, format="png", dpi=dpi)
     return out
 
 
@@ -138,8 +144,17 @@ def budget_figure(layers: Mapping[str, LayerSnapshot], *, title: str = "") -> Fi
     ax_s.tick_params(axis="x", labeltop=not few)  # a tall figure gets a scale at the top too
     ax_s.set_yticks(range(n), list(layers), fontsize=9 if few else 7)
     ax_s.invert_yaxis()  # shared with the right panel
-    ax_p.barh(range(n), [s.params for s in snaps], color="0.5", height=0.75)
+    sizes = ax_p.barh(range(n), [s.params for s in snaps], color="0.5", height=0.75)
     ax_p.set(xscale="log", xlabel="parameters")
+    # plain 1k/10k labels on the decades (mathtext is slow to draw, minor labels collide) and
+    # each layer's own count on its bar
+    count = EngFormatter(sep="")
+    ax_p.xaxis.set_major_formatter(count)
+    ax_p.xaxis.set_minor_formatter(NullFormatter())
+    if few:
+        labels = [count(s.params) for s in snaps]
+        ax_p.bar_label(sizes, labels=labels, padding=2, fontsize=8)
+        ax_p.set_xlim(right=5 * max(s.params for s in snaps))  # room for the longest label
     ax_p.tick_params(axis="y", left=False)
     for ax in (ax_s, ax_p):
         ax.grid(axis="x", alpha=0.3)
