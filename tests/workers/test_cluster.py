@@ -35,7 +35,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_node_cluster() -> Iterator[dict[str, str]]:
     """Start a head and a worker node; yield the environment a driver needs to join them."""
     temp_dir = tempfile.mkdtemp(prefix="rayc", dir="/tmp")  # short: Ray's socket paths have a limit
