@@ -147,12 +147,11 @@ def budget_figure(layers: Mapping[str, LayerSnapshot], *, title: str = "") -> Fi
     sizes = ax_p.barh(range(n), [s.params for s in snaps], color="0.5", height=0.75)
     ax_p.set(xscale="log", xlabel="parameters")
     # plain 1k/10k labels on the decades (mathtext is slow to draw, minor labels collide) and
-    # each layer's own count on its bar
-    count = EngFormatter(sep="")
-    ax_p.xaxis.set_major_formatter(count)
+    # each layer's exact count on its bar
+    ax_p.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax_p.xaxis.set_minor_formatter(NullFormatter())
     if few:
-        labels = [count(s.params) for s in snaps]
+        labels = [f"{s.params:,}" for s in snaps]
         ax_p.bar_label(sizes, labels=labels, padding=2, fontsize=8)
         ax_p.set_xlim(right=5 * max(s.params for s in snaps))  # room for the longest label
     ax_p.tick_params(axis="y", left=False)
