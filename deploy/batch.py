@@ -133,9 +133,9 @@ def running_trials(jobs: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, 
     """(job id, trial row) of every running trial, from the jobs' ``progress``, that has
     finished an epoch (so saved a checkpoint) and has at least half of its epochs to go.
 
-    The rows are as old as the agent's last heartbeat (a third of the lease), and a trial still
-    logs its model after its last epoch: a trial half-way through is one that still trains when
-    a fault lands.
+    The rows are as old as the agent's last heartbeat (a few seconds while trials report), and
+    a trial still logs its model after its last epoch: a trial half-way through is one that
+    still trains when a fault lands.
     """
     found = []
     for job in jobs:

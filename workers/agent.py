@@ -3,8 +3,9 @@
 One job at a time (a job's trials already fill the Ray cluster the agent drives)::
 
     claim ──▶ start the search process (workers/job_process.py)
-          ──▶ until it ends: relay trial events into JobProgress; heartbeat every lease/3 with
-              the progress; the answer may ask to cancel; a 409 says the lease is lost
+          ──▶ until it ends: relay trial events into JobProgress; heartbeat with the progress
+              every lease/3, and sooner (every progress_seconds) while the progress changes;
+              the answer may ask to cancel; a 409 says the lease is lost
           ──▶ finish(succeeded | unreached | failed | cancelled) or, on shutdown, release
 
 Every hand-off is explicit and survives any process being killed: a lease this agent stops
@@ -75,6 +76,8 @@ class Agent:
         ray_address: Ray cluster the searches join; ``None``: ``RAY_ADDRESS`` or a local Ray.
         tracking: MLflow settings of the searches (default: the environment's).
         stop_grace_seconds: how long a stopped search may take to end before it is killed.
+        progress_seconds: least time between two heartbeats that carry new progress (a trial
+            that reported an epoch); without news the agent beats every lease/3 only.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class Agent:
         ray_address: str | None = None,
         tracking: TrackingSettings | None = None,
         stop_grace_seconds: float = 60.0,
+        progress_seconds: float = 2.0,
     ) -> None:
         self.client = client
         self.name = name or default_name()
@@ -95,6 +99,7 @@ class Agent:
         self.ray_address = ray_address
         self.tracking = tracking
         self.stop_grace_seconds = stop_grace_seconds
+        self.progress_seconds = progress_seconds
         self._stop_requested = False
         self._kill_requested = False
 
@@ -207,7 +212,9 @@ class Agent:
         cancelled, the lease is lost or the agent is asked to stop. Returns why it was stopped."""
         job_id = str(claim.job["id"])
         interval = max(claim.lease_seconds / 3, 0.2)
-        next_beat = time.monotonic() + interval
+        news_interval = min(max(self.progress_seconds, 0.2), interval)
+        last_beat = time.monotonic()
+        sent = progress.revision
         reason: StopReason | None = None
         kill_at: float | None = None
         while True:
@@ -219,9 +226,12 @@ class Agent:
                 logger.info("job %s: stopping the search to hand the job back", job_id)
                 process.interrupt()
                 kill_at = time.monotonic() + self.stop_grace_seconds
-            if reason != "lease_lost" and time.monotonic() >= next_beat:
+            since = time.monotonic() - last_beat
+            news = progress.revision != sent
+            if reason != "lease_lost" and (since >= interval or (news and since >= news_interval)):
+                sent = progress.revision
                 answer = self._heartbeat(claim, progress)
-                next_beat = time.monotonic() + interval
+                last_beat = time.monotonic()
                 if answer is None:
                     logger.warning("job %s: lease lost; killing its search", job_id)
                     reason = "lease_lost"

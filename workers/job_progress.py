@@ -87,6 +87,14 @@ class JobProgress:
         self._best: dict[str, Any] | None = None
         self._run_url: str | None = None
         self._updated_at = clock()
+        self._revision = 0
+
+    @property
+    def revision(self) -> int:
+        """How many updates this progress has had: a sender compares it with the last one it
+        sent to know whether there is anything new."""
+        with self._lock:
+            return self._revision
 
     # --- seeding and the final state ---
 
@@ -112,7 +120,9 @@ class JobProgress:
         """Record the job's MLflow parent run page."""
         if url:
             with self._lock:
-                self._run_url = url
+                if url != self._run_url:
+                    self._run_url = url
+                    self._touch()
 
     def complete(self, result: Mapping[str, Any]) -> None:
         """Take every trial's final row, the best trial and the MLflow link from the search's
@@ -137,7 +147,7 @@ class JobProgress:
                 self._best = self._best_of(self._trials[str(best["trial_id"])])
             if result.get("mlflow_run_url"):
                 self._run_url = str(result["mlflow_run_url"])
-            self._updated_at = self._clock()
+            self._touch()
 
     # --- SearchListener ---
 
@@ -148,7 +158,7 @@ class JobProgress:
             row["state"] = RUNNING
             if isinstance(tracking := config.get("tracking"), Mapping):
                 self._run_url = mlflow_run_url(tracking) or self._run_url
-            self._updated_at = self._clock()
+            self._touch()
 
     def trial_result(self, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
         """A trial reported an epoch."""
@@ -162,7 +172,7 @@ class JobProgress:
                 if (value := _number(result.get(key))) is not None:
                     row[key] = value
             self._test_acc[trial_id] = _number(result.get("test_acc"))
-            self._updated_at = self._clock()
+            self._touch()
 
     def trial_finished(self, trial_id: str, config: dict[str, Any], failed: bool) -> None:
         """A trial ended: its state becomes landed, above, below or failed."""
@@ -170,7 +180,7 @@ class JobProgress:
             row = self._row(trial_id, config)
             row["state"] = "failed" if failed else self._classify(row.get("sparsity"))
             self._best = self._pick_best() or self._best
-            self._updated_at = self._clock()
+            self._touch()
 
     # --- reading ---
 
@@ -193,6 +203,10 @@ class JobProgress:
             )
 
     # --- internals (called with the lock held) ---
+
+    def _touch(self) -> None:
+        self._updated_at = self._clock()
+        self._revision += 1
 
     def _row(self, trial_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
         row = self._trials.get(trial_id)

@@ -34,6 +34,12 @@ def agent(
         typer.Option(envvar="RAY_ADDRESS", help="Ray cluster to join (default: a local Ray)."),
     ] = None,
     poll: Annotated[float, typer.Option(help="Seconds between claims while idle.")] = 5.0,
+    progress_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.2, help="Least seconds between two progress updates sent while trials report."
+        ),
+    ] = 2.0,
     once: Annotated[
         bool, typer.Option("--once", help="Run at most one job, then exit (also when idle).")
     ] = False,
@@ -60,7 +66,12 @@ def agent(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per heartbeat
     with Client(server, token) as client:
         worker = Agent(
-            client, name=name, storage=storage, poll_seconds=poll, ray_address=address or None
+            client,
+            name=name,
+            storage=storage,
+            poll_seconds=poll,
+            ray_address=address or None,
+            progress_seconds=progress_seconds,
         )
         worker.install_signal_handlers()
         try:

@@ -169,10 +169,12 @@ def test_an_agent_runs_a_job_to_its_end(
     agents: Callable[..., AgentProcess],
     users: Callable[[LiveApi], Client],
 ) -> None:
-    api = make_api(5)
+    # a long lease: the lease alone would beat every 20 s, after this job's end; the progress
+    # seen while it runs comes from the beats its trials' reports trigger
+    api = make_api(60)
     user = users(api)
     job_id = user.submit(QUICK)["id"]
-    agent = agents(api, "solo", "--once")
+    agent = agents(api, "solo", "--once", "--progress-seconds", "0.5")
 
     running_progress: list[dict[str, Any]] = []
 

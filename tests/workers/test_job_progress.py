@@ -46,6 +46,20 @@ def test_empty_progress_has_every_field() -> None:
     }
 
 
+def test_every_update_raises_the_revision_and_reading_does_not() -> None:
+    progress = _progress()
+    assert progress.revision == 0
+    progress.trial_started("t1", _config(0.01))
+    _epoch(progress, "t1", 0.01, 1, 0.5, 0.6)
+    progress.snapshot()
+    assert progress.revision == 2
+    progress.set_mlflow_run_url("http://127.0.0.1:5000/#/experiments/3/runs/abc")
+    progress.set_mlflow_run_url("http://127.0.0.1:5000/#/experiments/3/runs/abc")  # no news
+    progress.trial_finished("t1", _config(0.01), failed=False)
+    progress.complete({"trials": []})
+    assert progress.revision == 5
+
+
 def test_events_aggregate_into_counts_rows_and_best() -> None:
     progress = _progress()
     progress.trial_started("t1", _config(0.01, tracking=TRACKING))
