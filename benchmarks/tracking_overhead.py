@@ -2,8 +2,10 @@
 
 A search records every trial in its own MLflow run through :class:`workers.tracking.TrialTracker`
 (a trainer callback). This benchmark starts a real tracking server
-(:func:`workers.mlflow_server.start_server`: ``mlflow server`` with SQLite and proxied local
-artifacts, in a temporary folder, stopped at the end), creates a parent run as a search's driver
+(:func:`workers.mlflow_server.start_server`: ``mlflow server`` with SQLite and a local artifact
+root that the trial writes to directly, as the embedded default does, in a temporary folder,
+stopped at the end; ``--proxy-artifacts`` makes every file go through the server over HTTP, as
+with a shared production server), creates a parent run as a search's driver
 would, and for each built-in setup trains one trial of the default recipe (``SearchSpec``
 defaults: 30 epochs, batch 128, SGD lr 0.1 cosine; λ = 5e-3, ``s_init`` = −5, seed 0) with
 tracking off and on, interleaved (off, on, off, on, …) in this one process.
@@ -454,14 +456,14 @@ def kept_mlflow_uri() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def tracking_server(uri: str | None = None) -> Iterator[str]:
-    """Yield ``uri``, or start a real ``mlflow server`` in a temporary folder, yield its URL and
-    stop it (and remove the folder) on exit."""
+def tracking_server(uri: str | None = None, *, proxy_artifacts: bool = False) -> Iterator[str]:
+    """Yield ``uri``, or start a real ``mlflow server`` in a temporary folder (proxying artifacts
+    when asked), yield its URL and stop it (and remove the folder) on exit."""
     if uri is not None:
         yield uri
         return
     with tempfile.TemporaryDirectory(prefix="tracking-overhead-") as tmp:
-        server = start_server(Path(tmp) / "mlflow")
+        server = start_server(Path(tmp) / "mlflow", proxy_artifacts=proxy_artifacts)
         try:
             yield server.url
         finally:
@@ -564,6 +566,11 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up round")
     parser.add_argument("--tracking-uri", help="use this server instead of starting one")
+    parser.add_argument(
+        "--proxy-artifacts",
+        action="store_true",
+        help="start the server with artifacts uploaded over HTTP (as to a shared server)",
+    )
     parser.add_argument("--json", type=Path, help="write summaries, trials and metadata here")
     return parser.parse_args(argv)
 
@@ -576,9 +583,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     repeats = 1 if args.quick else args.repeats
     epochs = 2 if args.quick and args.epochs is None else args.epochs
     meta = _metadata(argv)
-    with tracking_server(args.tracking_uri) as uri:
+    with tracking_server(args.tracking_uri, proxy_artifacts=args.proxy_artifacts) as uri:
         meta["tracking_uri"] = uri
         meta["server"] = "given" if args.tracking_uri else "started by the benchmark"
+        meta["proxy_artifacts"] = args.proxy_artifacts
         summaries, timings = run_benchmark(
             setups,
             args.arms,

@@ -154,7 +154,10 @@ class Topology:
         from workers.mlflow_server import start_server  # imports Ray and torch
 
         self.mlflow = start_server(
-            self.root / "mlflow", backend_store_uri=self.config.mlflow_database, timeout=120.0
+            self.root / "mlflow",
+            backend_store_uri=self.config.mlflow_database,
+            proxy_artifacts=True,  # as in production, where workers run on other machines
+            timeout=120.0,
         )
         self.mlflow_url = self.mlflow.url
 

@@ -1,10 +1,11 @@
-"""The embedded MLflow tracking server: SQLite backend store, local proxied artifacts.
+"""The embedded MLflow tracking server: SQLite backend store, local artifact root.
 
 When the user has configured no tracking server (no ``MLFLOW_TRACKING_URI``), searches log to a
 real ``mlflow server`` process that this module starts under ``<root>``::
 
     <root>/mlflow.db      SQLite backend store
-    <root>/artifacts/     artifact store, served through the server's artifact proxy
+    <root>/artifacts/     artifact store: clients on this machine write to it directly, the
+                          server reads it for the UI (and proxies it with ``proxy_artifacts``)
     <root>/server.log     the server's stdout and stderr
     <root>/server.json    {"url": ..., "pid": ...} of the running server
 
@@ -78,6 +79,7 @@ def start_server(
     port: int | None = None,
     timeout: float = 60.0,
     backend_store_uri: str | None = None,
+    proxy_artifacts: bool = False,
 ) -> LocalServer:
     """Start a new ``mlflow server`` under ``root`` and wait until it is healthy.
 
@@ -93,6 +95,13 @@ def start_server(
         timeout: Seconds to wait for ``GET /health`` to answer.
         backend_store_uri: Backend store of the runs (e.g. a PostgreSQL URL, as in production);
             default ``sqlite:///<root>/mlflow.db``. Artifacts stay under ``<root>``.
+        proxy_artifacts: New experiments store artifacts as ``mlflow-artifacts:`` URIs, so
+            clients upload every file through the server, as a shared production server needs.
+            By default they get a ``file://`` root under ``<root>/artifacts`` and write to it
+            directly: the server only listens on this machine, so its clients run here, and a
+            file copy costs far less than an HTTP upload (a trial logs some 50 files). Either
+            way the server also proxies ``<root>/artifacts``, so experiments created in the
+            other mode keep working.
 
     Returns:
         The running server, also recorded in ``<root>/server.json``.
@@ -104,7 +113,8 @@ def start_server(
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     url = f"http://{host}:{port if port is not None else _free_port(host)}"
-    proc = _spawn(root, url, backend_store_uri or f"sqlite:///{root / 'mlflow.db'}")
+    backend = backend_store_uri or f"sqlite:///{root / 'mlflow.db'}"
+    proc = _spawn(root, url, backend, proxy_artifacts=proxy_artifacts)
     _CHILDREN[proc.pid] = proc
     server = LocalServer(url=url, pid=proc.pid, root=root)
     try:
@@ -202,17 +212,22 @@ def tracking_uri(root: Path | None = None) -> str:
     return ensure_server(root if root is not None else DEFAULT_ROOT).url
 
 
-def _spawn(root: Path, url: str, backend_store_uri: str) -> subprocess.Popen[bytes]:
+def _spawn(
+    root: Path, url: str, backend_store_uri: str, *, proxy_artifacts: bool
+) -> subprocess.Popen[bytes]:
     host, port = url.removeprefix("http://").rsplit(":", 1)
+    artifacts = root / "artifacts"
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", backend_store_uri,
-        "--artifacts-destination", str(root / "artifacts"),
+        "--artifacts-destination", str(artifacts),
         "--serve-artifacts",
         "--host", host,
         "--port", port,
         "--workers", "1",
     ]  # fmt: skip
+    if not proxy_artifacts:
+        command += ["--default-artifact-root", artifacts.as_uri()]
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     with (root / _LOG_FILE).open("ab") as log:
         return subprocess.Popen(

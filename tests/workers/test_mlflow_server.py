@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -91,9 +92,11 @@ def test_start_timeout_kills_the_server_and_shows_the_log(tmp_path: Path) -> Non
     assert not (tmp_path / "server.json").exists()
 
 
-def test_run_round_trips_through_the_server(mlflow_server: LocalServer, tmp_path: Path) -> None:
-    client = mlflow.MlflowClient(mlflow_server.url)
-    experiment_id = client.create_experiment("round-trip")
+def _round_trip(server: LocalServer, tmp_path: Path) -> str:
+    """Log a metric and an artifact to a new run of ``server``, read them back, and check the
+    file landed under the server's ``artifacts`` folder; returns the run's artifact URI."""
+    client = mlflow.MlflowClient(server.url)
+    experiment_id = client.create_experiment(f"round-trip-{tmp_path.name}")
     run = client.create_run(experiment_id, run_name="trial")
     client.log_metric(run.info.run_id, "sparsity", 0.9, step=3)
     upload = tmp_path / "up" / "budget.csv"
@@ -104,15 +107,36 @@ def test_run_round_trips_through_the_server(mlflow_server: LocalServer, tmp_path
 
     fetched = client.get_run(run.info.run_id)
     assert fetched.data.metrics == {"sparsity": 0.9}
-    assert fetched.info.artifact_uri.startswith("mlflow-artifacts:")
     assert [f.path for f in client.list_artifacts(run.info.run_id, "budgets")] == [
         "budgets/budget.csv"
     ]
     down = client.download_artifacts(run.info.run_id, "budgets/budget.csv", str(tmp_path))
     assert Path(down).read_text() == upload.read_text()
-    stored = list((mlflow_server.root / "artifacts").rglob("budgets/budget.csv"))
+    stored = list((server.root / "artifacts").rglob("budgets/budget.csv"))
     mine = [p for p in stored if run.info.run_id in p.parts]
-    assert len(mine) == 1  # it went through the proxy into the server's artifact root
+    assert len(mine) == 1
+    # the UI reads artifacts through the server in both modes
+    query = urllib.parse.urlencode({"path": "budgets/budget.csv", "run_uuid": run.info.run_id})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"{server.url}/get-artifact?{query}", timeout=10) as response:
+        assert response.read().decode() == upload.read_text()
+    return str(fetched.info.artifact_uri)
+
+
+def test_clients_write_artifacts_to_the_local_root_directly(
+    mlflow_server: LocalServer, tmp_path: Path
+) -> None:
+    uri = _round_trip(mlflow_server, tmp_path)
+    assert uri.startswith((mlflow_server.root / "artifacts").as_uri() + "/")
+
+
+def test_a_proxying_server_takes_artifacts_over_http(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "server", proxy_artifacts=True)
+    try:
+        uri = _round_trip(server, tmp_path)
+    finally:
+        stop_server(server)
+    assert uri.startswith("mlflow-artifacts:")
 
 
 def test_tracking_uri_prefers_the_environment(
