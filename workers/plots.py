@@ -23,7 +23,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Patch
+from matplotlib.textpath import text_to_path
 from matplotlib.ticker import (
     EngFormatter,
     FuncFormatter,
@@ -72,10 +74,62 @@ def _percent() -> PercentFormatter:
     return PercentFormatter(xmax=1.0)  # a formatter binds to one axis: never share an instance
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
+def _new_figure(
+    width: float, height: float, *, layout: Literal["constrained"] | None = "constrained"
+) -> Figure:
+    fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)
     return fig
+
+
+# Every trial draws a budget and a dynamics figure. Constrained layout would take about a third
+# of their drawing time, so these two get margins from the sizes of their texts instead.
+_EDGE = 0.1  # inches of white between a text and the canvas edge
+_TICK_LABEL = 0.27  # inches: a 10-pt tick label row with its tick and padding
+_AXIS_LABEL = 0.22  # inches: a 10-pt axis label with its padding
+_TITLE = 0.3  # inches: the 12-pt figure title with its padding
+
+
+def _text_width(texts: Sequence[str], size: float) -> float:
+    """Width in inches of the widest of ``texts`` set in the default font at ``size`` points,
+    with 10% to spare: hinted glyphs come out wider at some resolutions (6% at 110 dpi)."""
+    prop = FontProperties(size=size)
+    widths = (text_to_path.get_text_width_height_descent(t, prop, ismath=False)[0] for t in texts)
+    return 1.1 * max(widths, default=0.0) / 72.0
+
+
+def _margins(
+    fig: Figure,
+    *,
+    left: float,
+    right: float,
+    bottom: float,
+    top: float,
+    gap: float,
+    rows: int = 1,
+    cols: int = 1,
+) -> dict[str, float]:
+    """``gridspec_kw`` of a ``rows`` × ``cols`` grid with these margins and ``gap`` between
+    neighbouring cells, all in inches."""
+    width, height = fig.get_size_inches()
+
+    def space(span: float, cells: int) -> float:  # gridspec counts gaps in mean cell sizes
+        return gap / ((span - (cells - 1) * gap) / cells) if cells > 1 else 0.0
+
+    return {
+        "left": left / width,
+        "right": 1.0 - right / width,
+        "bottom": bottom / height,
+        "top": 1.0 - top / height,
+        "wspace": space(width - left - right, cols),
+        "hspace": space(height - top - bottom, rows),
+    }
+
+
+def _title(fig: Figure, title: str) -> None:
+    """The figure title, its top :data:`_EDGE` below the canvas top (figures without a layout
+    engine)."""
+    fig.suptitle(title, y=1.0 - _EDGE / fig.get_size_inches()[1], va="top")
 
 
 def _placeholder(fig: Figure, message: str, title: str) -> Figure:
@@ -124,11 +178,21 @@ def budget_figure(layers: Mapping[str, LayerSnapshot], *, title: str = "") -> Fi
         The figure; ``fig.axes[0]`` holds the sparsity bars, ``fig.axes[1]`` the sizes.
     """
     n, snaps = len(layers), list(layers.values())
-    fig = _new_figure(9.0, max(3.0, 1.4 + 0.2 * n))
+    fig = _new_figure(9.0, max(3.0, 1.4 + 0.2 * n), layout=None)
     if n == 0:
         return _placeholder(fig, "no prunable layers", title)
     few = n <= MAX_LABELLED_BARS
-    ax_s, ax_p = fig.subplots(1, 2, sharey=True, width_ratios=[3, 1])
+    name_size = 9 if few else 7
+    grid = _margins(
+        fig,
+        left=_EDGE + _text_width(list(layers), name_size) + 0.1,  # names, their ticks and pad
+        right=0.3,  # half the last size label
+        bottom=_EDGE + 0.3 + _TICK_LABEL + _AXIS_LABEL,  # legend row, ticks, axis label
+        top=_EDGE + _TITLE + (0.0 if few else _TICK_LABEL),
+        gap=0.2,
+        cols=2,
+    )
+    ax_s, ax_p = fig.subplots(1, 2, sharey=True, width_ratios=[3, 1], gridspec_kw=grid)
     colors = [_DENSE_COLOR if s.threshold is None else _STR_COLOR for s in snaps]
     bars = ax_s.barh(range(n), [s.sparsity for s in snaps], color=colors, height=0.75)
     if few:
@@ -138,11 +202,11 @@ def budget_figure(layers: Mapping[str, LayerSnapshot], *, title: str = "") -> Fi
     handles = [line, Patch(color=_STR_COLOR, label="STR layer")]
     if _DENSE_COLOR in colors:
         handles.append(Patch(color=_DENSE_COLOR, label="dense layer"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncols=3, fontsize=8, frameon=False)
     ax_s.set(xlim=(0.0, 1.1 if few else 1.05), xlabel="sparsity")
     ax_s.xaxis.set_major_formatter(_percent())
     ax_s.tick_params(axis="x", labeltop=not few)  # a tall figure gets a scale at the top too
-    ax_s.set_yticks(range(n), list(layers), fontsize=9 if few else 7)
+    ax_s.set_yticks(range(n), list(layers), fontsize=name_size)
     ax_s.invert_yaxis()  # shared with the right panel
     sizes = ax_p.barh(range(n), [s.params for s in snaps], color="0.5", height=0.75)
     ax_p.set(xscale="log", xlabel="parameters")
@@ -158,7 +222,7 @@ def budget_figure(layers: Mapping[str, LayerSnapshot], *, title: str = "") -> Fi
     for ax in (ax_s, ax_p):
         ax.grid(axis="x", alpha=0.3)
         ax.margins(y=0.5 / n)
-    fig.suptitle(title or f"Per-layer sparsity budget ({n} layers)")
+    _title(fig, title or f"Per-layer sparsity budget ({n} layers)")
     return fig
 
 
@@ -187,11 +251,22 @@ def dynamics_figure(history: Sequence[EpochMetrics], *, title: str = "") -> Figu
     Returns:
         The figure; ``fig.axes[0]`` holds sparsity, ``fig.axes[1]`` thresholds.
     """
-    fig = _new_figure(9.0, 6.5)
+    fig = _new_figure(9.0, 6.5, layout=None)
     if not history:
         return _placeholder(fig, "no epochs", title)
     names = list(dict.fromkeys(name for m in history for name in m.layers))
-    ax_s, ax_t = fig.subplots(2, 1, sharex=True)
+    legend = len(names) <= MAX_LEGEND_LAYERS
+    grid = _margins(
+        fig,
+        left=_EDGE + _AXIS_LABEL + 0.55,  # axis label and tick labels of up to 7 characters
+        # the legend (handle, padding, names) or the depth colour bar's labels
+        right=_EDGE + (_text_width([*names, "overall"], 8) + 0.6 if legend else 0.6),
+        bottom=_EDGE + _TICK_LABEL + _AXIS_LABEL,
+        top=_EDGE + _TITLE,
+        gap=0.2,
+        rows=2,
+    )
+    ax_s, ax_t = fig.subplots(2, 1, sharex=True, gridspec_kw=grid)
     epochs = [m.epoch for m in history]
     cmap = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.9, 256)))  # no pale yellow
     norm = Normalize(1, max(len(names), 2))
@@ -214,13 +289,15 @@ def dynamics_figure(history: Sequence[EpochMetrics], *, title: str = "") -> Figu
         ax_t.text(0.5, 0.5, "no STR layers", ha="center", va="center", transform=ax_t.transAxes)
     for ax in (ax_s, ax_t):
         ax.grid(alpha=0.3)
-    if len(names) <= MAX_LEGEND_LAYERS:
-        fig.legend(*ax_s.get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+    if legend:
+        top_right = (1.0 - _EDGE / fig.get_size_inches()[0], grid["top"])
+        fig.legend(*ax_s.get_legend_handles_labels(), loc="upper right",
+                   bbox_to_anchor=top_right, borderaxespad=0.0, fontsize=8)  # fmt: skip
     else:
         bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=[ax_s, ax_t], aspect=40)
         bar.set_label(f"layer depth (1 = {names[0]}, {len(names)} = {names[-1]})")
         ax_s.legend(handles=ax_s.get_lines()[-1:], loc="lower right", fontsize=8)
-    fig.suptitle(title or "Sparsity and threshold over training")
+    _title(fig, title or "Sparsity and threshold over training")
     return fig
 
 

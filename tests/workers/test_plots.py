@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.text import Annotation
+from matplotlib.transforms import Bbox
 from PIL import Image
 
 from str_core.train.callbacks import EpochMetrics, LayerSnapshot
@@ -174,6 +175,55 @@ def test_budget_colours_dense_layers_apart() -> None:
     bars = budget_figure(layers).axes[0].patches
     assert bars[0].get_facecolor() != bars[1].get_facecolor()  # layer0 has no threshold
     assert bars[1].get_facecolor() == bars[2].get_facecolor()
+
+
+def long_named_layers(n: int) -> dict[str, LayerSnapshot]:
+    """``make_layers(n)`` under ResNet-50-style names, some long."""
+    names = [f"layer{1 + i // 16}.{i % 16}.downsample.{i % 3}.conv" for i in range(n)]
+    return dict(zip(names, make_layers(n).values(), strict=True))
+
+
+def assert_laid_out(fig: Figure, dpi: int) -> None:
+    """Drawn at ``dpi``, every axes with its labels, every legend and the title lie inside the
+    canvas, two pixels clear of its edges, and none of them overlaps another (one pixel of
+    slack)."""
+    fig.set_dpi(dpi)  # hinted text is not equally wide at every resolution
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    parts: dict[str, Bbox] = {}
+    for i, ax in enumerate(fig.axes):
+        box = ax.get_tightbbox(renderer)
+        assert box is not None
+        parts[f"axes {i}"] = box
+    parts |= {f"legend {i}": legend.get_window_extent(renderer) for i, legend in
+              enumerate(fig.legends)}  # fmt: skip
+    parts |= {f"text {t.get_text()!r}": t.get_window_extent(renderer) for t in fig.texts}
+    canvas = fig.bbox
+    for name, box in parts.items():
+        inside = (box.x0 >= canvas.x0 + 2, box.y0 >= canvas.y0 + 2,
+                  box.x1 <= canvas.x1 - 2, box.y1 <= canvas.y1 - 2)  # fmt: skip
+        assert all(inside), f"{name} {box.bounds} leaves the canvas {canvas.bounds}"
+    names = list(parts)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a, b = parts[first], parts[second]
+            overlap_x = min(a.x1, b.x1) - max(a.x0, b.x0)
+            overlap_y = min(a.y1, b.y1) - max(a.y0, b.y0)
+            assert min(overlap_x, overlap_y) <= 1, f"{first} overlaps {second}"
+
+
+@pytest.mark.parametrize("n", [1, 12, 13, 21, 54])
+@pytest.mark.parametrize("names", ["short", "long"])
+@pytest.mark.parametrize("dpi", [72, 110])
+def test_trial_figures_fit_their_canvas(n: int, names: str, dpi: int) -> None:
+    layers = make_layers(n) if names == "short" else long_named_layers(n)
+    history = []
+    for e in range(1, 31):
+        history.append(EpochMetrics(e, {"sparsity": 0.9 * e / 30}, make_layers(n, e / 30)))
+    history = [EpochMetrics(m.epoch, m.scalars, dict(zip(layers, m.layers.values(), strict=True)))
+               for m in history]  # fmt: skip
+    assert_laid_out(budget_figure(layers, title="trial 0123abcd: λ=0.005 s=-5"), dpi)
+    assert_laid_out(dynamics_figure(history, title="trial 0123abcd: λ=0.005 s=-5"), dpi)
 
 
 # --------------------------------------------------------------------------- dynamics
