@@ -8,7 +8,8 @@ stopped at the end; ``--proxy-artifacts`` makes every file go through the server
 with a shared production server), creates a parent run as a search's driver
 would, and for each built-in setup trains one trial of the default recipe (``SearchSpec``
 defaults: 30 epochs, batch 128, SGD lr 0.1 cosine; λ = 5e-3, ``s_init`` = −5, seed 0) with
-tracking off and on, interleaved (off, on, off, on, …) in this one process.
+tracking off and on, interleaved (off, on, on, off, …: the order rotates every round) in this
+one process.
 
 A trial is built as :func:`workers.trainable.train_trial` builds it, without Ray:
 :func:`~workers.trial_config.trial_config`, :func:`~str_core.train.build_run`, torch threads set
@@ -30,9 +31,10 @@ medians differ by beyond these phases is ``indirect``: the sender thread and the
 with training for the CPU, plus noise. Before and after every trial the benchmark lists other
 ``benchmarks.*`` processes, so a table measured on a busy machine says so.
 
-Arms (``--arms``, run in the given order each round): ``off``; ``on`` (the tracker as the
-workers use it); ``no-models`` (the same with ``log_models=False``, which
-``TrackingSettings(log_models=False)`` gives). Results and their reading: ``docs/benchmarks.md``.
+Arms (``--arms``, in the given order in the first round, rotated by one place each round):
+``off``; ``on`` (the tracker as the workers use it); ``no-models`` (the same with
+``log_models=False``, which ``TrackingSettings(log_models=False)`` gives). Results and their
+reading: ``docs/benchmarks.md``.
 
 Usage::
 
@@ -285,12 +287,13 @@ def run_trial(
 def time_setup(
     setup: str, job: Job, *, arms: Sequence[str], repeats: int, epochs: int | None, warmup: bool
 ) -> list[TrialTiming]:
-    """Train the setup's trial ``repeats`` times per arm, the arms interleaved round by round.
+    """Train the setup's trial ``repeats`` times per arm, the arms interleaved round by round
+    and rotated from round to round, so no arm always runs first or after another.
 
     Args:
         setup: a key of :data:`SETUPS`.
         job: the parent run of the tracked trials.
-        arms: keys of :data:`ARMS`, in the order each round runs them.
+        arms: keys of :data:`ARMS`, in the order the first round runs them.
         repeats: timed rounds.
         epochs: epochs per trial (``None``: the recipe's 30).
         warmup: run one untimed round of 2-epoch trials first (repeat ``-1`` in the result).
@@ -303,7 +306,8 @@ def time_setup(
         (r, trial_spec(setup, epochs)) for r in range(repeats)
     ]
     for repeat, spec in rounds:
-        for arm in arms:
+        turn = max(repeat, 0) % len(arms)  # each arm takes each place in the round in turn
+        for arm in [*arms[turn:], *arms[:turn]]:
             trial_id = f"{setup}-{arm}-r{repeat}-{uuid.uuid4().hex[:6]}"
             others = machine_state()["other_benchmarks"]
             seconds, tracker, final = run_trial(spec, arm, job, trial_id)
@@ -562,7 +566,7 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
         nargs="+",
         choices=list(ARMS),
         default=["off", "on"],
-        help="tracking arms, run in this order each round (default: off on)",
+        help="tracking arms, in this order in the first round, then rotated (default: off on)",
     )
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up round")
     parser.add_argument("--tracking-uri", help="use this server instead of starting one")
