@@ -23,13 +23,14 @@ logged models at the end) is inside it.
 
 The tracker is a subclass of ``TrialTracker`` that only times its own work, which splits the added
 time into phases: ``start`` (client, run lookup and creation, params), ``epochs`` (the per-epoch
-hook: handing the epoch's metric batch to the tracker's sender thread), ``flush`` (waiting for
-that thread at the end), ``plots`` (budget CSV/JSON and the two figures rendered to PNG),
-``upload`` (those four files), ``end`` (marking the run finished) and ``models``
-(``mlflow.pytorch.log_model`` of the STR and the densified model, and the model URI tag). What the
-medians differ by beyond these phases is ``indirect``: the sender thread and the server competing
-with training for the CPU, plus noise. Before and after every trial the benchmark lists other
-``benchmarks.*`` processes, so a table measured on a busy machine says so.
+hook: queueing the epoch's metrics and, every 2 s, handing the queue to the tracker's sender
+thread), ``flush`` (sending the rest and waiting for that thread at the end), ``plots`` (budget
+CSV/JSON and the two figures rendered to PNG), ``upload`` (those four files), ``end`` (marking the
+run finished) and ``models`` (``mlflow.pytorch.log_model`` of the STR and the densified model, and
+the model URI tag). What the medians differ by beyond these phases is ``indirect``: the sender
+thread and the server competing with training for the CPU, plus noise. Before and after every
+trial the benchmark lists other ``benchmarks.*`` processes, so a table measured on a busy machine
+says so.
 
 Arms (``--arms``, in the given order in the first round, rotated by one place each round):
 ``off``; ``on`` (the tracker as the workers use it); ``no-models`` (the same with
@@ -132,10 +133,10 @@ class _TimedClient(MlflowClient):
 class TimedTrialTracker(TrialTracker):
     """A :class:`TrialTracker` that adds the wall time of its own work to :attr:`seconds`.
 
-    Behaviour is the parent's: the epoch batches that the parent waits for at the start of
-    ``on_train_end`` are waited for here first (timed as ``flush``), so the parent finds none;
-    its client is an ``MlflowClient`` that times its uploads and run ends. ``plots`` is the rest
-    of the time before the models: the budget CSV/JSON and the two figures rendered to PNG.
+    Behaviour is the parent's: sending the last epochs and waiting for every batch at the start
+    of ``on_train_end`` is timed as ``flush``; its client is an ``MlflowClient`` that times its
+    uploads and run ends. ``plots`` is the rest of ``on_train_end``: the budget CSV/JSON and the
+    two figures rendered to PNG.
     """
 
     def __init__(
@@ -169,12 +170,12 @@ class TimedTrialTracker(TrialTracker):
         with self.timed("epochs"):
             super().on_epoch_end(trainer, metrics)
 
-    def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
+    def flush(self) -> None:
         with self.timed("flush"):
-            for sent in self.sent:
-                sent.result()
-            self.sent.clear()
-        timed = ("upload", "end", "models")
+            super().flush()
+
+    def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
+        timed = ("flush", "upload", "end", "models")
         before = sum(self.seconds[p] for p in timed)
         started = time.perf_counter()
         super().on_train_end(trainer, history)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import mlflow
@@ -16,6 +17,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from str_core.layers import STR_LAYER_TYPES
+from str_core.train import EpochMetrics
+from str_core.train.callbacks import LayerSnapshot
 from strsearch.spec import SearchSpec
 from workers import run_search
 from workers.mlflow_server import LocalServer
@@ -26,6 +29,8 @@ from workers.tracking import (
     PARENT_TAG,
     TRIAL_TAG,
     TrackingSettings,
+    TrialTracker,
+    TrialTracking,
     log_metrics,
     model_name,
     spec_params,
@@ -209,3 +214,74 @@ def test_spec_params_are_flat_strings() -> None:
     assert params["training.epochs"] == "4"
     assert params["data_root"] == "null"
     assert all(isinstance(v, str) for v in params.values())
+
+
+class _CountingClient(MlflowClient):
+    """An ``MlflowClient`` that counts its ``log_batch`` requests."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self.batches = 0
+
+    def log_batch(self, *args: Any, **kwargs: Any) -> Any:
+        self.batches += 1
+        return super().log_batch(*args, **kwargs)
+
+
+def _epoch(epoch: int) -> EpochMetrics:
+    layer = LayerSnapshot(sparsity=0.1 * epoch, threshold=0.01 * epoch, nonzero=90, params=100)
+    return EpochMetrics(epoch, {"sparsity": 0.1 * epoch, "test_acc": 0.5}, {"conv": layer})
+
+
+def _tracker(server: LocalServer, experiment_id: str, send_seconds: float) -> TrialTracker:
+    client = MlflowClient(server.url)
+    parent = client.create_run(experiment_id, tags={JOB_TAG: "job-1", KIND_TAG: "job"})
+    tracking = TrialTracking(server.url, experiment_id, "job-1", parent.info.run_id)
+    spec = SearchSpec.parse(SMALL)
+    tracker = TrialTracker(tracking, "t1", spec, 1e-3, -5.0, send_seconds=send_seconds)
+    tracker.client = _CountingClient(server.url)
+    return tracker
+
+
+def _steps(tracker: TrialTracker) -> list[int]:
+    history = MlflowClient(tracker.tracking.tracking_uri).get_metric_history(
+        tracker.run_id, "sparsity"
+    )
+    return sorted(m.step for m in history)
+
+
+def test_epochs_are_sent_together_and_a_resumed_trial_fills_its_gap(
+    mlflow_server: LocalServer,
+) -> None:
+    experiment_id = MlflowClient(mlflow_server.url).create_experiment(_experiment())
+    # every epoch on its own
+    each = _tracker(mlflow_server, experiment_id, send_seconds=0.0)
+    each.on_train_start(SimpleNamespace(rank=0, history=[]))  # type: ignore[arg-type]
+    before = each.client.batches  # type: ignore[attr-defined]
+    for epoch in range(1, 4):
+        each.on_epoch_end(SimpleNamespace(rank=0), _epoch(epoch))  # type: ignore[arg-type]
+    each.flush()
+    assert each.client.batches - before == 3  # type: ignore[attr-defined]
+    assert _steps(each) == [1, 2, 3]
+    # a trial that stops after epoch 3 with epoch 3 still queued: the run has 1 and 2 only
+    first = _tracker(mlflow_server, experiment_id, send_seconds=3600.0)
+    first.trial_id = "t2"
+    first.on_train_start(SimpleNamespace(rank=0, history=[]))  # type: ignore[arg-type]
+    before = first.client.batches  # type: ignore[attr-defined]
+    for epoch in (1, 2):
+        first.on_epoch_end(SimpleNamespace(rank=0), _epoch(epoch))  # type: ignore[arg-type]
+    first.flush()
+    first.on_epoch_end(SimpleNamespace(rank=0), _epoch(3))  # type: ignore[arg-type]
+    assert first.client.batches - before == 1  # type: ignore[attr-defined]  # 1 and 2 together
+    assert _steps(first) == [1, 2]
+    # resumed from the checkpoint of epoch 3: the same run, epoch 3 sent first, then 4 and 5
+    resumed = _tracker(mlflow_server, experiment_id, send_seconds=3600.0)
+    resumed.tracking = first.tracking
+    resumed.trial_id = "t2"
+    history = [_epoch(e) for e in (1, 2, 3)]
+    resumed.on_train_start(SimpleNamespace(rank=0, history=history))  # type: ignore[arg-type]
+    assert resumed.run_id == first.run_id
+    for epoch in (4, 5):
+        resumed.on_epoch_end(SimpleNamespace(rank=0), _epoch(epoch))  # type: ignore[arg-type]
+    resumed.flush()
+    assert _steps(resumed) == [1, 2, 3, 4, 5]

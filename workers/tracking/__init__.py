@@ -41,6 +41,7 @@ from workers.tracking.common import (
     find_run,
     log_metrics,
     log_params,
+    log_steps,
     model_name,
     spec_params,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "find_run",
     "log_metrics",
     "log_params",
+    "log_steps",
     "model_name",
     "spec_params",
     "trial_trackers",

@@ -124,9 +124,31 @@ def log_metrics(
     Returns:
         The pending operations of an asynchronous call (``wait()`` on them), else nothing.
     """
+    return log_steps(client, run_id, [(step, values)], synchronous=synchronous)
+
+
+def log_steps(
+    client: MlflowClient,
+    run_id: str,
+    steps: Iterable[tuple[int, Mapping[str, float]]],
+    *,
+    synchronous: bool = True,
+) -> list[RunOperations]:
+    """Log several steps' finite numbers as metrics, in as few requests as MLflow's limits allow.
+
+    Args:
+        client: the tracking client.
+        run_id: the run.
+        steps: ``(step, {metric: value})`` pairs; values that are not finite numbers are dropped.
+        synchronous: wait for each request (else return MLflow's pending operations).
+
+    Returns:
+        The pending operations of an asynchronous call (``wait()`` on them), else nothing.
+    """
     now = int(time.time() * 1000)
     items = [
         Metric(k, float(v), now, step)
+        for step, values in steps
         for k, v in values.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     ]

@@ -6,6 +6,7 @@ import copy
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -35,8 +36,8 @@ from workers.tracking.common import (
     TRIAL_TAG,
     TrialTracking,
     find_run,
-    log_metrics,
     log_params,
+    log_steps,
     spec_params,
     write_csv,
 )
@@ -75,6 +76,8 @@ class TrialTracker(Callback):
         s_init: ``s_init`` of the trial (``None`` for a pruning baseline).
         method: what the trial trains (``str``, an ablation or a baseline).
         seed: the training seed of a comparison trial.
+        send_seconds: epochs are sent together, at most one request this often (and all that
+            is left at the end), so that short epochs do not each cost the server a request.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class TrialTracker(Callback):
         *,
         method: str = "str",
         seed: int | None = None,
+        send_seconds: float = 2.0,
     ) -> None:
         self.tracking = tracking
         self.trial_id = trial_id
@@ -98,10 +102,13 @@ class TrialTracker(Callback):
         self.client = MlflowClient(tracking.tracking_uri)
         self.run_id = ""
         self.last_logged = 0
+        self.send_seconds = send_seconds
         # Epoch metrics go out from one thread of our own, synchronously: MLflow's asynchronous
         # queue makes the first end of a run wait up to a second for its polling thread.
         self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strsearch-mlflow")
         self.sent: list[Future[list[RunOperations]]] = []
+        self.unsent: list[tuple[int, dict[str, float]]] = []
+        self.last_send = 0.0
 
     def on_train_start(self, trainer: Trainer) -> None:
         if trainer.rank != 0:
@@ -130,6 +137,11 @@ class TrialTracker(Callback):
             self.last_logged = max((m.step for m in history), default=0)
         self.run_id = run_id
         log_params(self.client, run_id, self._params())
+        # A resumed trial starts from its checkpoint's history: epochs that had not been sent
+        # when the trial stopped go out now, so the run's metrics have no gap.
+        for metrics in trainer.history:
+            self._keep(metrics)
+        self._send()
 
     def _label(self) -> str:
         """``λ=… s=…`` of a search trial; ``<method> seed=… …`` of a comparison trial."""
@@ -154,23 +166,41 @@ class TrialTracker(Callback):
         return params
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
-        if trainer.rank != 0 or metrics.epoch <= self.last_logged:
+        if trainer.rank != 0:
+            return
+        self._keep(metrics)
+        if time.monotonic() - self.last_send >= self.send_seconds:
+            self._send()
+
+    def _keep(self, metrics: EpochMetrics) -> None:
+        """Queue an epoch's metrics for the next send, unless the run already has it."""
+        if metrics.epoch <= self.last_logged:
             return
         values = metrics.flat() | {"weight_decay": self.weight_decay}
         if self.s_init is not None:
             values["s_init"] = self.s_init
         values["target_gap"] = abs(metrics.scalars["sparsity"] - self.spec.target_sparsity)
-        self.sent.append(
-            self.sender.submit(log_metrics, self.client, self.run_id, values, metrics.epoch)
-        )
+        self.unsent.append((metrics.epoch, values))
         self.last_logged = metrics.epoch
+
+    def _send(self) -> None:
+        """Hand the queued epochs to the sender thread as one batch."""
+        if self.unsent:
+            batch, self.unsent = self.unsent, []
+            self.sent.append(self.sender.submit(log_steps, self.client, self.run_id, batch))
+        self.last_send = time.monotonic()
+
+    def flush(self) -> None:
+        """Send what is queued and wait until every batch is logged (re-raises a failure)."""
+        self._send()
+        for sent in self.sent:
+            sent.result()
+        self.sent.clear()
 
     def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
         if trainer.rank != 0:
             return
-        for sent in self.sent:
-            sent.result()  # re-raises a failed request
-        self.sent.clear()
+        self.flush()
         self.sender.shutdown()
         final = history[-1] if history else None
         with tempfile.TemporaryDirectory(prefix="strsearch-trial-artifacts-") as tmp:
