@@ -17,7 +17,6 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
-from mlflow.utils.async_logging.run_operations import RunOperations
 
 from strsearch.spec import SearchSpec
 from workers.mlflow_server import tracking_uri as default_tracking_uri
@@ -111,39 +110,20 @@ def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> 
         client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
 
 
-def log_metrics(
-    client: MlflowClient,
-    run_id: str,
-    values: Mapping[str, float],
-    step: int,
-    *,
-    synchronous: bool = True,
-) -> list[RunOperations]:
-    """Log finite numbers as metrics at ``step``, in batches within MLflow's limits.
-
-    Returns:
-        The pending operations of an asynchronous call (``wait()`` on them), else nothing.
-    """
-    return log_steps(client, run_id, [(step, values)], synchronous=synchronous)
+def log_metrics(client: MlflowClient, run_id: str, values: Mapping[str, float], step: int) -> None:
+    """Log finite numbers as metrics at ``step``, in batches within MLflow's limits."""
+    log_steps(client, run_id, [(step, values)])
 
 
 def log_steps(
-    client: MlflowClient,
-    run_id: str,
-    steps: Iterable[tuple[int, Mapping[str, float]]],
-    *,
-    synchronous: bool = True,
-) -> list[RunOperations]:
+    client: MlflowClient, run_id: str, steps: Iterable[tuple[int, Mapping[str, float]]]
+) -> None:
     """Log several steps' finite numbers as metrics, in as few requests as MLflow's limits allow.
 
     Args:
         client: the tracking client.
         run_id: the run.
         steps: ``(step, {metric: value})`` pairs; values that are not finite numbers are dropped.
-        synchronous: wait for each request (else return MLflow's pending operations).
-
-    Returns:
-        The pending operations of an asynchronous call (``wait()`` on them), else nothing.
     """
     now = int(time.time() * 1000)
     items = [
@@ -152,13 +132,8 @@ def log_steps(
         for k, v in values.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     ]
-    pending = []
     for start in range(0, len(items), MAX_METRICS_PER_BATCH):
-        batch = items[start : start + MAX_METRICS_PER_BATCH]
-        operations = client.log_batch(run_id, metrics=batch, synchronous=synchronous)
-        if operations is not None:
-            pending.append(operations)
-    return pending
+        client.log_batch(run_id, metrics=items[start : start + MAX_METRICS_PER_BATCH])
 
 
 def find_run(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> str | None:

@@ -19,7 +19,6 @@ import torch
 from mlflow.entities import LoggedModelOutput
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
-from mlflow.utils.async_logging.run_operations import RunOperations
 
 import str_core
 from str_core.layers import STRMixin, densify
@@ -106,7 +105,7 @@ class TrialTracker(Callback):
         # Epoch metrics go out from one thread of our own, synchronously: MLflow's asynchronous
         # queue makes the first end of a run wait up to a second for its polling thread.
         self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strsearch-mlflow")
-        self.sent: list[Future[list[RunOperations]]] = []
+        self.sent: list[Future[None]] = []
         self.unsent: list[tuple[int, dict[str, float]]] = []
         self.last_send = 0.0
 
