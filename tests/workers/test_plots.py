@@ -186,7 +186,7 @@ def long_named_layers(n: int) -> dict[str, LayerSnapshot]:
 def assert_laid_out(fig: Figure, dpi: int) -> None:
     """Drawn at ``dpi``, every axes with its labels, every legend and the title lie inside the
     canvas, two pixels clear of its edges, and none of them overlaps another (one pixel of
-    slack)."""
+    slack); the value labels on bars end inside their panel."""
     fig.set_dpi(dpi)  # hinted text is not equally wide at every resolution
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
@@ -198,6 +198,12 @@ def assert_laid_out(fig: Figure, dpi: int) -> None:
     parts |= {f"legend {i}": legend.get_window_extent(renderer) for i, legend in
               enumerate(fig.legends)}  # fmt: skip
     parts |= {f"text {t.get_text()!r}": t.get_window_extent(renderer) for t in fig.texts}
+    for i, ax in enumerate(fig.axes):  # value labels end inside their panel
+        for text in ax.texts:
+            box = text.get_window_extent(renderer)
+            assert ax.bbox.x0 - 1 <= box.x0 and box.x1 <= ax.bbox.x1 + 1, (
+                f"label {text.get_text()!r} {box.bounds} leaves axes {i} {ax.bbox.bounds}"
+            )
     canvas = fig.bbox
     for name, box in parts.items():
         inside = (box.x0 >= canvas.x0 + 2, box.y0 >= canvas.y0 + 2,
