@@ -74,16 +74,15 @@ def _percent() -> PercentFormatter:
     return PercentFormatter(xmax=1.0)  # a formatter binds to one axis: never share an instance
 
 
-def _new_figure(
-    width: float, height: float, *, layout: Literal["constrained"] | None = "constrained"
-) -> Figure:
-    fig = Figure(figsize=(width, height), layout=layout)
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
 
 
-# Every trial draws a budget and a dynamics figure. Constrained layout would take about a third
-# of their drawing time, so these two get margins from the sizes of their texts instead.
+# Every trial draws a budget and a dynamics figure, every job two trade-off figures. Constrained
+# layout would take about a third of their drawing time, so figures get margins from the sizes
+# of their texts instead.
 _EDGE = 0.1  # inches of white between a text and the canvas edge
 _TICK_LABEL = 0.27  # inches: a 10-pt tick label row with its tick and padding
 _AXIS_LABEL = 0.22  # inches: a 10-pt axis label with its padding
@@ -132,6 +131,27 @@ def _title(fig: Figure, title: str) -> None:
     fig.suptitle(title, y=1.0 - _EDGE / fig.get_size_inches()[1], va="top")
 
 
+def _fit_one_axes(fig: Figure, ax: Axes, *, top_axis: bool, title: str) -> None:
+    """Place a figure's single axes from the widths of its tick labels at the current limits
+    (y labels on the left, half an x label past the right end), with room for a second x axis
+    on top when ``top_axis``, and set the title."""
+
+    def labels(axis: Any, limits: tuple[float, float]) -> list[str]:
+        low, high = sorted(limits)
+        ticks = [t for t in axis.get_major_locator()() if low <= t <= high]
+        return [str(label) for label in axis.get_major_formatter().format_ticks(ticks)]
+
+    width, height = fig.get_size_inches()
+    left = _EDGE + _AXIS_LABEL + _text_width(labels(ax.yaxis, ax.get_ylim()), 10) + 0.1
+    right = _EDGE + _text_width(labels(ax.xaxis, ax.get_xlim()), 10) / 2
+    bottom = _EDGE + _TICK_LABEL + _AXIS_LABEL
+    top = _EDGE + _TITLE + (_TICK_LABEL + _AXIS_LABEL if top_axis else 0.0)
+    ax.set_position(
+        (left / width, bottom / height, 1 - (left + right) / width, 1 - (bottom + top) / height)
+    )
+    _title(fig, title)
+
+
 def _placeholder(fig: Figure, message: str, title: str) -> Figure:
     ax = fig.add_subplot()
     ax.set_axis_off()
@@ -178,7 +198,7 @@ def budget_figure(layers: Mapping[str, LayerSnapshot], *, title: str = "") -> Fi
         The figure; ``fig.axes[0]`` holds the sparsity bars, ``fig.axes[1]`` the sizes.
     """
     n, snaps = len(layers), list(layers.values())
-    fig = _new_figure(9.0, max(3.0, 1.4 + 0.2 * n), layout=None)
+    fig = _new_figure(9.0, max(3.0, 1.4 + 0.2 * n))
     if n == 0:
         return _placeholder(fig, "no prunable layers", title)
     few = n <= MAX_LABELLED_BARS
@@ -272,7 +292,7 @@ def dynamics_figure(history: Sequence[EpochMetrics], *, title: str = "") -> Figu
     Returns:
         The figure; ``fig.axes[0]`` holds sparsity, ``fig.axes[1]`` thresholds.
     """
-    fig = _new_figure(9.0, 6.5, layout=None)
+    fig = _new_figure(9.0, 6.5)
     if not history:
         return _placeholder(fig, "no epochs", title)
     names = list(dict.fromkeys(name for m in history for name in m.layers))
@@ -465,9 +485,14 @@ def tradeoff_figure(
     ax.yaxis.set_major_formatter(_percent())
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
+    _fit_one_axes(
+        fig,
+        ax,
+        top_axis=bool(ax.child_axes),
+        title=title or f"Accuracy vs {'sparsity' if x == 'sparsity' else 'FLOPs'}",
+    )
     ax.legend(loc="best", fontsize=8)
     _annotate_best(ax, placed, x, text)
-    fig.suptitle(title or f"Accuracy vs {'sparsity' if x == 'sparsity' else 'FLOPs'}")
     return fig
 
 
@@ -510,6 +535,8 @@ def comparison_figure(
     ax.yaxis.set_major_formatter(_percent())
     ax.set_ylabel("test accuracy (mean ± std over seeds)")
     ax.grid(alpha=0.3)
+    _fit_one_axes(
+        fig, ax, top_axis=bool(ax.child_axes), title=title or "Accuracy vs FLOPs by method"
+    )
     ax.legend(loc="best", fontsize=8)
-    fig.suptitle(title or "Accuracy vs FLOPs by method")
     return fig

@@ -21,8 +21,10 @@ from PIL import Image
 
 from str_core.train.callbacks import EpochMetrics, LayerSnapshot
 from workers.plots import (
+    MethodPoint,
     TradeoffPoint,
     budget_figure,
+    comparison_figure,
     dynamics_figure,
     pareto_front,
     save_png,
@@ -183,10 +185,11 @@ def long_named_layers(n: int) -> dict[str, LayerSnapshot]:
     return dict(zip(names, make_layers(n).values(), strict=True))
 
 
-def assert_laid_out(fig: Figure, dpi: int) -> None:
+def assert_laid_out(fig: Figure, dpi: int, *, texts_inside: bool = True) -> None:
     """Drawn at ``dpi``, every axes with its labels, every legend and the title lie inside the
     canvas, two pixels clear of its edges, and none of them overlaps another (one pixel of
-    slack); the value labels on bars end inside their panel."""
+    slack); with ``texts_inside``, the texts in an axes (value labels on bars, notes) end inside
+    it."""
     fig.set_dpi(dpi)  # hinted text is not equally wide at every resolution
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
@@ -199,7 +202,7 @@ def assert_laid_out(fig: Figure, dpi: int) -> None:
               enumerate(fig.legends)}  # fmt: skip
     parts |= {f"text {t.get_text()!r}": t.get_window_extent(renderer) for t in fig.texts}
     for i, ax in enumerate(fig.axes):  # value labels end inside their panel
-        for text in ax.texts:
+        for text in ax.texts if texts_inside else []:
             box = text.get_window_extent(renderer)
             assert ax.bbox.x0 - 1 <= box.x0 and box.x1 <= ax.bbox.x1 + 1, (
                 f"label {text.get_text()!r} {box.bounds} leaves axes {i} {ax.bbox.bounds}"
@@ -333,6 +336,35 @@ def test_best_landed_is_the_most_accurate_landed_trial() -> None:
     fig = tradeoff_figure(pts, x="sparsity", target=0.9, tolerance=0.01)
     (note,) = notes(fig.axes[0])
     assert "accurate" in note and "92.00%" in note and "89.0%" in note
+
+
+@pytest.mark.parametrize("dpi", [72, 110])
+@pytest.mark.parametrize(
+    ("x", "dense", "scale"),
+    [("sparsity", None, 1.0), ("flops", 1.0e9, 1.0), ("flops", None, 1e-5), ("flops", 3e3, 1e-6)],
+)
+def test_job_figures_fit_their_canvas(x: str, dense: float | None, scale: float, dpi: int) -> None:
+    pts = [
+        TradeoffPoint(p.trial_id, p.sparsity, p.accuracy, p.flops and p.flops * scale, p.landed)
+        for p in trials()
+    ]
+    title = "digits_cnn on digits, target 90.0%"
+    fig = tradeoff_figure(pts, x=x, target=0.9, tolerance=0.02, dense_flops=dense, title=title)
+    assert_laid_out(fig, dpi)
+
+
+@pytest.mark.parametrize("dpi", [72, 110])
+@pytest.mark.parametrize("dense", [None, 2.0e6])
+def test_comparison_figure_fits_its_canvas(dense: float | None, dpi: int) -> None:
+    methods = [
+        MethodPoint("str", 3.1e5, 0.9712, 0.004, 0.902),
+        MethodPoint("gmp", 3.4e5, 0.9650, 0.011, 0.9),
+        MethodPoint("global_magnitude", 2.2e5, 0.951, 0.0, 0.899),
+    ]
+    fig = comparison_figure(methods, dense_flops=dense, title="digits_cnn on digits at 90.0%")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["str", "gmp", "global_magnitude"]
+    # method names sit beside their points and may run past the axes, not off the canvas
+    assert_laid_out(fig, dpi, texts_inside=False)
 
 
 # --------------------------------------------------------------------------- empty and saving
