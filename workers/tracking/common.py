@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from strsearch.spec import SearchSpec
@@ -34,6 +34,7 @@ MODEL_URI_TAG = "strsearch.model_uri"
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
+MAX_TAGS_PER_BATCH = 100
 MAX_PARAM_CHARS = 6000
 
 
@@ -110,13 +111,25 @@ def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> 
         client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
 
 
-def log_metrics(client: MlflowClient, run_id: str, values: Mapping[str, float], step: int) -> None:
-    """Log finite numbers as metrics at ``step``, in batches within MLflow's limits."""
-    log_steps(client, run_id, [(step, values)])
+def log_metrics(
+    client: MlflowClient,
+    run_id: str,
+    values: Mapping[str, float],
+    step: int,
+    *,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """Log finite numbers as metrics at ``step`` (and ``tags``), in batches within MLflow's
+    limits."""
+    log_steps(client, run_id, [(step, values)], tags=tags)
 
 
 def log_steps(
-    client: MlflowClient, run_id: str, steps: Iterable[tuple[int, Mapping[str, float]]]
+    client: MlflowClient,
+    run_id: str,
+    steps: Iterable[tuple[int, Mapping[str, float]]],
+    *,
+    tags: Mapping[str, str] | None = None,
 ) -> None:
     """Log several steps' finite numbers as metrics, in as few requests as MLflow's limits allow.
 
@@ -124,6 +137,7 @@ def log_steps(
         client: the tracking client.
         run_id: the run.
         steps: ``(step, {metric: value})`` pairs; values that are not finite numbers are dropped.
+        tags: set on the run with the first batch (at most :data:`MAX_TAGS_PER_BATCH`).
     """
     now = int(time.time() * 1000)
     items = [
@@ -132,8 +146,17 @@ def log_steps(
         for k, v in values.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     ]
-    for start in range(0, len(items), MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=items[start : start + MAX_METRICS_PER_BATCH])
+    run_tags = [RunTag(k, v) for k, v in (tags or {}).items()]
+    if len(run_tags) > MAX_TAGS_PER_BATCH:
+        raise ValueError(f"at most {MAX_TAGS_PER_BATCH} tags per call, got {len(run_tags)}")
+    room = MAX_METRICS_PER_BATCH - len(run_tags)  # MLflow counts metrics and tags together
+    batches = [items[:room]] + [
+        items[start : start + MAX_METRICS_PER_BATCH]
+        for start in range(room, len(items), MAX_METRICS_PER_BATCH)
+    ]
+    for i, batch in enumerate(batches):
+        if batch or (i == 0 and run_tags):
+            client.log_batch(run_id, metrics=batch, tags=run_tags if i == 0 else [])
 
 
 def find_run(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> str | None:

@@ -7,10 +7,12 @@ import dataclasses
 import json
 import math
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Literal
 
 import mlflow
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from strsearch.spec import SearchSpec
@@ -39,7 +41,9 @@ class JobTracker:
     """The parent run of one search: created (or found again by its job id) in the driver.
 
     It also listens to the search (:class:`workers.progress.SearchListener`) to log progress:
-    trials started, finished, landed, and the best distance to the target so far.
+    trials started, finished, landed, and the best distance to the target so far. Those requests
+    go out from a thread of the tracker's own, in order, so Tune's event loop does not wait for
+    the server; :meth:`finish` waits for them.
     """
 
     def __init__(self, client: MlflowClient, spec: SearchSpec, tracking: TrialTracking) -> None:
@@ -49,6 +53,8 @@ class JobTracker:
         self.latest: dict[str, dict[str, Any]] = {}
         self.finished: set[str] = set()
         self.started: set[str] = set()
+        self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strsearch-job")
+        self.sent: list[Future[None]] = []
 
     @classmethod
     def open(
@@ -124,7 +130,17 @@ class JobTracker:
         }
         if gaps:
             values["best_target_gap"] = min(gaps)
-        log_metrics(self.client, self.run_id, values, step=len(self.finished))
+        self.sent.append(
+            self.sender.submit(log_metrics, self.client, self.run_id, values, len(self.finished))
+        )
+
+    def _drain(self, *, raise_errors: bool = True) -> None:
+        """Wait until every progress request is sent; re-raise the first failure if asked."""
+        sent, self.sent = self.sent, []
+        wait(sent)
+        errors = [e for f in sent if (e := f.exception()) is not None]
+        if errors and raise_errors:
+            raise errors[0]
 
     # outcome ------------------------------------------------------------------------
     def finish(self, result: SearchResult, settings: TrackingSettings) -> str | None:
@@ -138,7 +154,8 @@ class JobTracker:
         Returns:
             The registered model version's name and version as ``name/version``, or ``None``.
         """
-        self._close_children({t.trial_id for t in result.trials})
+        self._drain()
+        children = self._close_children({t.trial_id for t in result.trials})
         best = result.best
         values: dict[str, float] = {
             "target_sparsity": result.target,
@@ -149,18 +166,16 @@ class JobTracker:
         if best is not None and best.sparsity is not None:
             values |= {"best_sparsity": best.sparsity, "best_val_acc": best.val_acc or math.nan}
             values |= {"best_test_acc": best.test_acc or math.nan, "best_flops": best.flops or 0}
-        log_metrics(self.client, self.run_id, values, step=0)
         tags = {"strsearch.reached": str(result.reached).lower()}
         if best is not None:
             tags["strsearch.best_trial"] = best.trial_id
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, value)
+        log_metrics(self.client, self.run_id, values, step=0, tags=tags)
         with tempfile.TemporaryDirectory(prefix="strsearch-job-artifacts-") as tmp:
             self._write_job_artifacts(Path(tmp), result)
             self.client.log_artifacts(self.run_id, tmp)
         registered = None
         if settings.register and result.reached and best is not None:
-            registered = self._register(best)
+            registered = self._register(best, children.get(best.trial_id))
         self.client.set_terminated(self.run_id, "FINISHED")
         return registered
 
@@ -168,6 +183,7 @@ class JobTracker:
         """Log a comparison's outcome: per-method metrics (``<method>/test_acc_mean``, ...),
         the table (``comparison.csv``, ``comparison.json``) and the accuracy-vs-FLOPs plot.
         Nothing is registered (each trial run holds its model)."""
+        self._drain()
         self._close_children({t.trial_id for t in result.trials})
         values: dict[str, float] = {
             "target_sparsity": result.target,
@@ -181,8 +197,8 @@ class JobTracker:
                 value = getattr(row, name)
                 if value is not None:
                     values[f"{row.method}/{name}"] = value
-        log_metrics(self.client, self.run_id, values, step=0)
-        self.client.set_tag(self.run_id, "strsearch.reached", str(result.reached).lower())
+        tags = {"strsearch.reached": str(result.reached).lower()}
+        log_metrics(self.client, self.run_id, values, step=0, tags=tags)
         with tempfile.TemporaryDirectory(prefix="strsearch-job-artifacts-") as tmp:
             folder = Path(tmp)
             header = [f.name for f in dataclasses.fields(MethodRow)]
@@ -214,23 +230,28 @@ class JobTracker:
 
     def fail(self, status: str = "FAILED") -> None:
         """End the parent run as failed (or ``KILLED``) after an error in the driver."""
+        self._drain(raise_errors=False)
         self._close_children()
         self.client.set_terminated(self.run_id, status)
 
-    def trial_runs(self) -> dict[str, str]:
-        """Trial id → child run id of every trial run of this job."""
+    def trial_runs(self) -> dict[str, Run]:
+        """Trial id → child run (info, params, metrics and tags) of every trial run of this job."""
         runs = self.client.search_runs(
             [self.tracking.experiment_id],
             filter_string=f"tags.`{PARENT_TAG}` = '{self.run_id}' and tags.`{KIND_TAG}` = 'trial'",
         )
-        return {r.data.tags.get(TRIAL_TAG, ""): r.info.run_id for r in runs}
+        return {r.data.tags.get(TRIAL_TAG, ""): r for r in runs}
 
-    def _close_children(self, known: set[str] | None = None) -> None:
-        for trial_id, run_id in self.trial_runs().items():
+    def _close_children(self, known: set[str] | None = None) -> dict[str, Run]:
+        """Mark running child runs killed and delete those of trials not in ``known``; returns
+        the child runs as :meth:`trial_runs` found them."""
+        runs = self.trial_runs()
+        for trial_id, run in runs.items():
             if known is not None and trial_id not in known:
-                self.client.delete_run(run_id)
-            elif self.client.get_run(run_id).info.status == "RUNNING":
-                self.client.set_terminated(run_id, "KILLED")
+                self.client.delete_run(run.info.run_id)
+            elif run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, "KILLED")
+        return runs
 
     def _write_job_artifacts(self, folder: Path, result: SearchResult) -> None:
         header = ["trial_id", "weight_decay", "s_init", "status", "epochs", "sparsity"]
@@ -254,16 +275,13 @@ class JobTracker:
             )
             plots.save_png(figure, folder / f"accuracy_vs_{axis}.png")
 
-    def _register(self, best: TrialSummary) -> str | None:
-        """Register the best trial's densified model (once per job: a re-run of a finished
-        search returns the version registered the first time)."""
+    def _register(self, best: TrialSummary, run: Run | None) -> str | None:
+        """Register the best trial's densified model, logged in its child ``run`` (once per job:
+        a re-run of a finished search returns the version registered the first time)."""
         done = self.client.get_run(self.run_id).data.tags.get("strsearch.registered_model")
         if done is not None:
             return done
-        run_id = self.trial_runs().get(best.trial_id)
-        if run_id is None:
-            return None
-        uri = self.client.get_run(run_id).data.tags.get(MODEL_URI_TAG)
+        uri = None if run is None else run.data.tags.get(MODEL_URI_TAG)
         if uri is None:
             return None
         name = model_name(self.spec)
