@@ -91,8 +91,15 @@ def test_a_search_records_parent_and_trial_runs(mlflow_server: LocalServer, tmp_
     assert {"trials.csv", "result.json", "accuracy_vs_sparsity.png", "accuracy_vs_flops.png"} <= (
         _artifacts(client, parent.info.run_id)
     )
-    progress = client.get_metric_history(parent.info.run_id, "trials_finished")
-    assert max(m.value for m in progress) == len(result.trials)
+    assert parent.data.tags["strsearch.reached"] == str(result.reached).lower()
+    assert result.best is not None and parent.data.tags["strsearch.best_trial"] == (
+        result.best.trial_id
+    )
+    # progress: one point per trial start and end, all sent before the run finished
+    for key in ("trials_started", "trials_finished"):
+        progress = client.get_metric_history(parent.info.run_id, key)
+        assert len(progress) == 2 * len(result.trials)
+        assert max(m.value for m in progress) == len(result.trials)
 
     # one child run per trial, nested under the parent, with its own settings and history
     by_trial = {r.data.tags[TRIAL_TAG]: r for r in children}
@@ -201,10 +208,16 @@ def test_metrics_are_split_into_batches_within_the_limit(mlflow_server: LocalSer
     run = client.create_run(experiment)
     values = {f"sparsity/layer{i}": i / 2500 for i in range(2500)}
     values |= {"nan": float("nan"), "flag": True}  # dropped: not finite numbers
-    log_metrics(client, run.info.run_id, values, step=3)
-    logged = client.get_run(run.info.run_id).data.metrics
+    tags = {f"tag{i}": str(i) for i in range(100)}  # sent with the first batch
+    log_metrics(client, run.info.run_id, values, step=3, tags=tags)
+    logged = client.get_run(run.info.run_id).data
     assert len(values) - 2 > MAX_METRICS_PER_BATCH
-    assert logged == {k: v for k, v in values.items() if k not in ("nan", "flag")}
+    assert logged.metrics == {k: v for k, v in values.items() if k not in ("nan", "flag")}
+    assert tags.items() <= logged.tags.items()
+    log_metrics(client, run.info.run_id, {}, step=4, tags={"only": "a tag"})
+    assert client.get_run(run.info.run_id).data.tags["only"] == "a tag"
+    with pytest.raises(ValueError, match="at most 100 tags"):
+        log_metrics(client, run.info.run_id, {}, step=4, tags=tags | {"one": "too many"})
 
 
 def test_spec_params_are_flat_strings() -> None:
@@ -285,3 +298,27 @@ def test_epochs_are_sent_together_and_a_resumed_trial_fills_its_gap(
         resumed.on_epoch_end(SimpleNamespace(rank=0), _epoch(epoch))  # type: ignore[arg-type]
     resumed.flush()
     assert _steps(resumed) == [1, 2, 3, 4, 5]
+
+
+FIRST_CHECK = """
+import mlflow.utils.requirements_utils as requirements
+from workers.tracking.trial import prepare_model_logging
+assert requirements._MODULES_TO_PACKAGES is None, "the map exists before the first check"
+prepare_model_logging()
+assert "torch" in requirements._MODULES_TO_PACKAGES, "prepare_model_logging left it to log_model"
+"""
+
+
+def test_preparing_model_logging_builds_mlflows_package_map() -> None:
+    # The first model logged in a process maps every installed module to its distribution;
+    # a trial builds that map while it trains. In a fresh process, as a Ray trial actor is.
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_CHECK],
+        check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
