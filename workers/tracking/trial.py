@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import shutil
 import tempfile
 import time
@@ -40,6 +41,8 @@ from workers.tracking.common import (
     spec_params,
     write_csv,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def trial_trackers(config: Mapping[str, Any], trial_id: str) -> list[Callback]:
@@ -288,13 +291,15 @@ def prepare_model_logging() -> None:
     packages, and the first check in a process maps every installed module to its distribution
     (it reads the metadata of every installed package: 0.3–0.4 s here). A trial calls this on
     its sender thread when it starts, so the map is built while it trains, not after its last
-    epoch. Skipped if this MLflow has no such check.
+    epoch. It only saves time: where this MLflow has no such check, or the check fails, the
+    model logging does the same work itself later.
     """
     try:
         from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
-    except ImportError:  # pragma: no cover - another MLflow layout: the first log pays
-        return
-    warn_dependency_requirement_mismatches(model_requirements())
+
+        warn_dependency_requirement_mismatches(model_requirements())
+    except Exception:  # an optimisation must never fail the trial
+        logger.debug("preparing model logging failed", exc_info=True)
 
 
 MODEL_CODE = ("__init__.py", "config.py", "budgets.py", "layers", "models")
