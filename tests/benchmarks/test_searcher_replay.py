@@ -1,0 +1,92 @@
+"""The searcher replay: sequential searches driven against recorded (here: made-up) training."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks.searcher_replay import (
+    TrajectoryCache,
+    main,
+    replay,
+    train_trajectory,
+)
+
+EPOCHS = 10
+
+
+def made_up(dataset: str, weight_decay: float, epochs: int = EPOCHS) -> list[float]:
+    """A sigmoid response in ln λ (50% at λ = 1e-3), reached by a rise that slows over epochs."""
+    final = 1.0 / (1.0 + math.exp(-1.4 * (math.log(weight_decay) - math.log(1e-3))))
+    return [final * (1 - 0.6**k) / (1 - 0.6**epochs) for k in range(1, epochs + 1)]
+
+
+def test_a_sequential_search_lands_with_full_length_trials() -> None:
+    r = replay("ours-seq", "digits", 0.9, made_up, epochs=EPOCHS)
+    assert r.landed and 1 <= len(r.steps) <= 12
+    assert abs(r.steps[-1].sparsity - 0.9) <= 0.005
+    assert all(s.epochs == EPOCHS and s.band_stop is None for s in r.steps)
+    assert r.epochs == EPOCHS * len(r.steps)
+    assert [s.sparsity for s in r.steps] == [made_up("", s.weight_decay)[-1] for s in r.steps]
+
+
+def test_early_stopping_cuts_misses_short_and_runs_the_landing_trial_in_full() -> None:
+    full = replay("ours-seq", "digits", 0.95, made_up, epochs=EPOCHS)
+    early = replay("ours-seq-es", "digits", 0.95, made_up, epochs=EPOCHS)
+    assert full.landed and early.landed
+    stopped = [s for s in early.steps if s.band_stop is not None]
+    assert stopped and all(s.epochs < EPOCHS for s in stopped)
+    for s in stopped:  # stopped on the side its full run would have ended on
+        final = made_up("", s.weight_decay)[-1]
+        assert (final > 0.955) if s.band_stop == "above" else (final < 0.945)
+    assert early.steps[-1].band_stop is None and early.steps[-1].epochs == EPOCHS
+    assert early.epochs < EPOCHS * len(early.steps)
+
+
+def test_bisection_starts_in_the_middle_of_the_window_and_lands() -> None:
+    r = replay("bisection", "mnist1d", 0.8, made_up, epochs=EPOCHS)
+    assert r.steps[0].weight_decay == pytest.approx(math.sqrt(1e-4 * 1e-1), rel=1e-3)
+    assert r.landed and r.epochs == EPOCHS * len(r.steps)
+
+
+def test_the_cache_trains_each_lambda_once_and_keeps_it(tmp_path: Path) -> None:
+    calls: list[tuple[str, float, int]] = []
+
+    def train(dataset: str, weight_decay: float, epochs: int) -> list[float]:
+        calls.append((dataset, weight_decay, epochs))
+        return made_up(dataset, weight_decay, epochs)
+
+    path = tmp_path / "cache.json"
+    cache = TrajectoryCache(path, EPOCHS, train)
+    first = replay("ours-seq", "digits", 0.9, cache, epochs=EPOCHS)
+    assert cache.trained == len(calls) == len({c[1] for c in calls}) <= len(first.steps)
+    again = TrajectoryCache(path, EPOCHS, train)  # read back from the file
+    assert replay("ours-seq", "digits", 0.9, again, epochs=EPOCHS) == first
+    assert again.trained == 0
+    TrajectoryCache(path, 4, train)("digits", first.steps[0].weight_decay)  # other epochs: new
+    assert calls[-1] == ("digits", first.steps[0].weight_decay, 4)
+
+
+def test_a_real_trial_records_its_sparsity_after_every_epoch() -> None:
+    sparsities = train_trajectory("digits", 5e-3, 2)
+    assert len(sparsities) == 2 and all(0.0 < s < 1.0 for s in sparsities)
+    assert sparsities == train_trajectory("digits", 5e-3, 2), "training is deterministic"
+
+
+def test_main_prints_the_tables_from_a_filled_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cache.json"
+    filled = TrajectoryCache(path, EPOCHS, made_up)
+    for method in ("ours-seq", "bisection"):
+        replay(method, "digits", 0.9, filled, epochs=EPOCHS)
+    out = tmp_path / "replays.json"
+    args = ["--datasets", "digits", "--targets", "0.9", "--methods", "ours-seq", "bisection"]
+    assert main([*args, "--cache", str(path), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| digits | 0.9 | ours-seq | yes |" in printed
+    assert "| bisection | 1/1 |" in printed and "0 trainings added" in printed
+    assert [r["method"] for r in json.loads(out.read_text())] == ["ours-seq", "bisection"]
