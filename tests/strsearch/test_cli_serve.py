@@ -74,9 +74,10 @@ class Serve:
         return self.out.read_text(errors="replace")
 
     def wait_up(self) -> dict[str, Any]:
-        """The stack's ``stack.json`` once it is up."""
+        """The stack's ``stack.json`` once it is up and has printed where everything is (the
+        ``try: … --watch`` hint is its last line: the places come between, in several writes)."""
         deadline = time.monotonic() + START_TIMEOUT_S
-        while "service is up" not in self.output():
+        while "--watch" not in self.output():
             assert self.process.poll() is None, self.output()
             assert time.monotonic() < deadline, self.output()
             time.sleep(0.5)
