@@ -276,13 +276,19 @@ def totals(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def add_grid_arguments(parser: argparse.ArgumentParser, methods: Sequence[str]) -> None:
+    """``--datasets``, ``--targets``, ``--methods`` (of ``methods``) and ``--epochs``: the grid
+    this benchmark and :mod:`benchmarks.searcher_replay` run."""
+    parser.add_argument("--datasets", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--targets", nargs="+", type=float, default=list(TARGETS))
+    parser.add_argument("--methods", nargs="+", default=list(methods), choices=list(methods))
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs of every trial")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run every (dataset, target, method) and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--targets", nargs="+", type=float, default=list(TARGETS))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--epochs", type=int, default=10, help="training epochs of every trial")
+    add_grid_arguments(parser, METHODS)
     parser.add_argument("--budget", type=int, default=12, help="trials per method and target")
     parser.add_argument("--parallel", type=int, default=2, help="concurrent trials (not -seq)")
     parser.add_argument("--json", type=Path, help="also write every outcome here")

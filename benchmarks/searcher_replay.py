@@ -33,7 +33,12 @@ from typing import Any
 import torch
 from ray.tune.search import Searcher
 
-from benchmarks.search_efficiency import MODELS, S_INIT, TARGETS, BisectionSearcher, bench_spec
+from benchmarks.search_efficiency import (
+    S_INIT,
+    BisectionSearcher,
+    add_grid_arguments,
+    bench_spec,
+)
 from str_core.train import Trainer, build_run
 from strsearch.spec import SearchSpec
 from workers.reporting import band_rule
@@ -211,10 +216,7 @@ def totals(replays: Sequence[Replay]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--targets", nargs="+", type=float, default=list(TARGETS))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--epochs", type=int, default=10, help="training epochs of every trial")
+    add_grid_arguments(parser, list(METHODS))
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="recorded trajectories")
     parser.add_argument("--json", type=Path, help="also write every replay here")
     args = parser.parse_args(argv)
