@@ -142,7 +142,8 @@ def _fit_one_axes(fig: Figure, ax: Axes, *, top_axis: bool, title: str) -> None:
         return [str(label) for label in axis.get_major_formatter().format_ticks(ticks)]
 
     width, height = fig.get_size_inches()
-    left = _EDGE + _AXIS_LABEL + _text_width(labels(ax.yaxis, ax.get_ylim()), 10) + 0.1
+    ticks = 0.1  # inches: a tick and its padding beside a tick label
+    left = _EDGE + _AXIS_LABEL + _text_width(labels(ax.yaxis, ax.get_ylim()), 10) + ticks
     right = _EDGE + _text_width(labels(ax.xaxis, ax.get_xlim()), 10) / 2
     bottom = _EDGE + _TICK_LABEL + _AXIS_LABEL
     top = _EDGE + _TITLE + (_TICK_LABEL + _AXIS_LABEL if top_axis else 0.0)
