@@ -135,9 +135,11 @@ class JobTracker:
         )
 
     def _drain(self, *, raise_errors: bool = True) -> None:
-        """Wait until every progress request is sent; re-raise the first failure if asked."""
+        """Wait until every progress request is sent and stop the sender (the job has ended: no
+        trial event follows); re-raise the first failure if asked."""
         sent, self.sent = self.sent, []
         wait(sent)
+        self.sender.shutdown()
         errors = [e for f in sent if (e := f.exception()) is not None]
         if errors and raise_errors:
             raise errors[0]
