@@ -26,7 +26,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from benchmarks.search_efficiency import (
 )
 from str_core.train import Trainer, build_run
 from strsearch.spec import SearchSpec
+from workers.early_stop import DEFAULT_MARGINS, Margins
 from workers.reporting import band_rule
 from workers.search import build_searcher
 from workers.trial_config import trial_config
@@ -127,13 +128,19 @@ def make_searcher(method: str, spec: SearchSpec) -> Searcher:
 
 
 def replay(
-    method: str, dataset: str, target: float, trajectory: Trajectory, *, epochs: int
+    method: str,
+    dataset: str,
+    target: float,
+    trajectory: Trajectory,
+    *,
+    epochs: int,
+    margins: Margins = DEFAULT_MARGINS,
 ) -> Replay:
     """Drive ``method``'s searcher one trial at a time until a trial lands or it gives up.
 
     A trial's result is its recorded sparsity after its last epoch; with early stopping the
-    rule may end it sooner, and then it reports the side of the band and the rule's estimate
-    of its final sparsity, as :func:`workers.reporting.epoch_report` does.
+    rule (with ``margins``) may end it sooner, and then it reports the side of the band and the
+    rule's estimate of its final sparsity, as :func:`workers.reporting.epoch_report` does.
     """
     spec = bench_spec(dataset, target, epochs=epochs, budget=BUDGET, early_stopping=METHODS[method])
     searcher = make_searcher(method, spec)
@@ -144,7 +151,7 @@ def replay(
         if not isinstance(suggestion, dict):
             break
         weight_decay = float(suggestion["weight_decay"])
-        step, result = _trial(trajectory(dataset, weight_decay), spec, weight_decay)
+        step, result = _trial(trajectory(dataset, weight_decay), spec, weight_decay, margins)
         steps.append(step)
         searcher.on_trial_complete(trial_id, result)
         if step.band_stop is None and abs(step.sparsity - target) <= spec.tolerance:
@@ -153,9 +160,9 @@ def replay(
 
 
 def _trial(
-    sparsities: Sequence[float], spec: SearchSpec, weight_decay: float
+    sparsities: Sequence[float], spec: SearchSpec, weight_decay: float, margins: Margins
 ) -> tuple[Step, dict[str, Any]]:
-    rule = band_rule(spec, len(sparsities))
+    rule = band_rule(spec, len(sparsities), margins)
     for epoch, sparsity in enumerate(sparsities, start=1):
         decision = None if rule is None else rule.decide(epoch, sparsity)
         if decision is not None or epoch == len(sparsities):
@@ -219,13 +226,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_grid_arguments(parser, list(METHODS))
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="recorded trajectories")
     parser.add_argument("--json", type=Path, help="also write every replay here")
+    parser.add_argument(
+        "--fall-margin",
+        type=float,
+        default=DEFAULT_MARGINS.fall_margin,
+        help="the early-stop rule's fall margin (to try other values)",
+    )
     args = parser.parse_args(argv)
     cache = TrajectoryCache(args.cache, args.epochs)
+    margins = replace(DEFAULT_MARGINS, fall_margin=args.fall_margin)
     replays = []
     for dataset in args.datasets:
         for target in args.targets:
             for method in args.methods:
-                r = replay(method, dataset, target, cache, epochs=args.epochs)
+                r = replay(method, dataset, target, cache, epochs=args.epochs, margins=margins)
                 replays.append(r)
                 print(f"{dataset} {target:g} {method}: {len(r.steps)} trials, {r.epochs} epochs",
                       file=sys.stderr, flush=True)  # fmt: skip

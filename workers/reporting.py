@@ -9,7 +9,7 @@ import ray
 
 from str_core.train import Callback, EpochMetrics, Trainer
 from strsearch.spec import SearchSpec
-from workers.early_stop import BandStopRule
+from workers.early_stop import DEFAULT_MARGINS, BandStopRule, Margins
 
 
 def epoch_report(
@@ -48,11 +48,14 @@ def epoch_report(
     return report
 
 
-def band_rule(spec: SearchSpec, epochs: int) -> BandStopRule | None:
-    """The early-stop rule of a search trial of ``spec`` (``None`` when early stopping is off)."""
+def band_rule(
+    spec: SearchSpec, epochs: int, margins: Margins = DEFAULT_MARGINS
+) -> BandStopRule | None:
+    """The early-stop rule of a search trial of ``spec`` (``None`` when early stopping is off);
+    ``margins`` other than the measured defaults are for benchmarks."""
     if not spec.search.early_stopping:
         return None
-    return BandStopRule(spec.target_sparsity, spec.tolerance, epochs)
+    return BandStopRule(spec.target_sparsity, spec.tolerance, epochs, margins)
 
 
 class EpochReporter(Callback):

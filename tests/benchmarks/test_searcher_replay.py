@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from benchmarks.searcher_replay import (
     replay,
     train_trajectory,
 )
+from workers.early_stop import DEFAULT_MARGINS
 
 EPOCHS = 10
 
@@ -44,6 +46,14 @@ def test_early_stopping_cuts_misses_short_and_runs_the_landing_trial_in_full() -
         assert (final > 0.955) if s.band_stop == "above" else (final < 0.945)
     assert early.steps[-1].band_stop is None and early.steps[-1].epochs == EPOCHS
     assert early.epochs < EPOCHS * len(early.steps)
+
+
+def test_a_wider_fall_margin_stops_no_trial_above_the_band() -> None:
+    shipped = replay("ours-seq-es", "digits", 0.95, made_up, epochs=EPOCHS)
+    assert any(s.band_stop == "above" for s in shipped.steps)
+    wide = replace(DEFAULT_MARGINS, fall_margin=1.0)
+    r = replay("ours-seq-es", "digits", 0.95, made_up, epochs=EPOCHS, margins=wide)
+    assert r.landed and all(s.band_stop != "above" for s in r.steps)
 
 
 def test_bisection_starts_in_the_middle_of_the_window_and_lands() -> None:
