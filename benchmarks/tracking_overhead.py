@@ -520,7 +520,9 @@ def run_benchmark(
 
 
 def machine_state() -> dict[str, Any]:
-    """What else ran on the machine: load averages and other ``benchmarks.*`` processes."""
+    """What else ran on the machine: load averages and other ``benchmarks.*`` processes (this
+    process and the ones that started it, such as a ``timeout`` wrapper, are not others)."""
+    own = _lineage(os.getpid())
     others = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -528,9 +530,23 @@ def machine_state() -> dict[str, Any]:
             words = cmdline.read_bytes().decode(errors="replace").split("\0")
         except (OSError, ValueError):
             continue
-        if pid != os.getpid() and any(w.startswith("benchmarks.") for w in words):
+        if pid not in own and any(w.startswith("benchmarks.") for w in words):
             others.append(" ".join(w for w in words if w))
     return {"loadavg": os.getloadavg(), "other_benchmarks": sorted(others)}
+
+
+def _lineage(pid: int) -> set[int]:
+    """``pid`` and its ancestors, read from ``/proc/<pid>/stat``."""
+    lineage = set()
+    while pid > 0 and pid not in lineage:
+        lineage.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        # the parent is the second field after the command, which is in parentheses
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return lineage
 
 
 def _metadata(argv: Sequence[str]) -> dict[str, Any]:

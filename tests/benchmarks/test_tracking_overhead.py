@@ -119,6 +119,24 @@ def test_machine_state_lists_other_benchmark_processes() -> None:
     assert any("benchmarks.pretend" in line for line in state["other_benchmarks"])
 
 
+def test_machine_state_does_not_count_the_process_that_started_the_benchmark() -> None:
+    # a wrapper such as ``timeout 900 python -m benchmarks.…`` is this process's parent
+    check = (
+        "from benchmarks.tracking_overhead import machine_state; "
+        "print(machine_state()['other_benchmarks'])"
+    )
+    wrapper = f'{sys.executable} -c "{check}" benchmarks.wrapped; true'
+    result = subprocess.run(
+        ["bash", "-c", wrapper, "benchmarks.wrapper"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=True,
+    )
+    assert "benchmarks.wrapp" not in result.stdout, result.stdout
+
+
 def _answers(url: str) -> bool:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
