@@ -9,6 +9,7 @@ starting over; the trainer's resume is exact, so the result is the same as witho
 
 from __future__ import annotations
 
+import gc
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,6 +34,25 @@ class TuneReporter(EpochReporter):
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(self.checkpoint_dir)))
 
 
+def freeze_startup_heap() -> bool:
+    """Exempt the objects a trial process holds before its first trial from garbage collection.
+
+    A trial process starts with about 0.4 M long-lived objects (the modules of torch, Ray, MLflow
+    and their caches). A full collection scans all of them (0.2–0.25 s on a 2-core box), and
+    loading the data and training the first epoch set off two. Moved to the permanent
+    generation (``gc.freeze``), they are never scanned again; reference counting still frees
+    them. Only the first trial of a process freezes: a later one, in a reused actor, would also
+    freeze what the trials before it left behind.
+
+    Returns:
+        Whether this call froze the heap.
+    """
+    if gc.get_freeze_count():
+        return False
+    gc.freeze()
+    return True
+
+
 def train_trial(config: dict[str, Any]) -> None:
     """Train one trial.
 
@@ -42,6 +62,7 @@ def train_trial(config: dict[str, Any]) -> None:
     ``tracking`` the trial also logs to its MLflow run (:mod:`workers.tracking`). With
     ``resources.workers_per_trial`` > 1 a search trial trains data-parallel with Ray Train
     (:mod:`workers.data_parallel`)."""
+    freeze_startup_heap()
     spec = SearchSpec.model_validate(config["spec"])
     if "row" in config:
         row = Row.from_dict(config["row"])
