@@ -1,6 +1,6 @@
 """What garbage collection costs a trial process, with and without its start-up heap frozen.
 
-``workers.trainable.train_trial`` starts with :func:`workers.trainable.freeze_startup_heap`: the
+``workers.trainable.train_trial`` starts with :func:`workers.heap.freeze_startup_heap`: the
 objects the process holds before its first trial (the modules of torch, Ray, MLflow) are moved
 to the collector's permanent generation, so that full collections no longer scan them. This
 benchmark runs real Tune trials of the default digits recipe in fresh Ray worker processes
@@ -32,7 +32,7 @@ import ray
 from ray import tune
 
 from strsearch.spec import SearchSpec
-from workers import trainable
+from workers import heap, trainable
 
 ARMS = ("frozen", "unfrozen")
 LAMBDAS = (5e-3, 2e-2)
@@ -59,7 +59,7 @@ def gc_trial(config: dict[str, Any]) -> None:
     :class:`TrialGc` to ``config["out"]``."""
     arm, out, round_ = config.pop("arm"), Path(config.pop("out")), config.pop("round")
     if arm == "unfrozen":
-        trainable.freeze_startup_heap = lambda: False
+        heap.freeze_startup_heap = lambda: False
     events: list[tuple[int, float]] = []
     began = [0.0]
 

@@ -54,6 +54,7 @@ from ray.util.queue import Empty, Queue
 
 from str_core.train import LAST_CHECKPOINT, Trainer, build_run
 from strsearch.spec import Resources, SearchSpec
+from workers import heap
 from workers.reporting import EpochReporter
 from workers.tracking import trial_trackers
 from workers.trial_config import trial_config
@@ -95,6 +96,7 @@ class TrainReporter(EpochReporter):
 def train_worker(config: dict[str, Any]) -> None:
     """One Ray Train worker of a data-parallel trial (``torch.distributed`` is initialised by Ray
     Train). ``config`` is the trial's config plus ``restore``: the Tune checkpoint or ``None``."""
+    heap.freeze_startup_heap()
     spec = SearchSpec.model_validate(config["spec"])
     weight_decay, s_init = float(config["weight_decay"]), float(config["s_init"])
     trial = trial_config(spec, weight_decay=weight_decay, s_init=s_init)

@@ -9,7 +9,6 @@ starting over; the trainer's resume is exact, so the result is the same as witho
 
 from __future__ import annotations
 
-import gc
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from ray import tune
 from str_core.pruning import pruning_callbacks
 from str_core.train import LAST_CHECKPOINT, Trainer, build_run
 from strsearch.spec import SearchSpec
+from workers import heap
 from workers.data_parallel import train_trial_data_parallel
 from workers.reporting import EpochReporter, band_rule
 from workers.tracking import trial_trackers
@@ -34,25 +34,6 @@ class TuneReporter(EpochReporter):
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(self.checkpoint_dir)))
 
 
-def freeze_startup_heap() -> bool:
-    """Exempt the objects a trial process holds before its first trial from garbage collection.
-
-    A trial process starts with about 0.4 M long-lived objects (the modules of torch, Ray, MLflow
-    and their caches). A full collection scans all of them (0.2–0.25 s on a 2-core box), and
-    loading the data and training the first epoch set off two. Moved to the permanent
-    generation (``gc.freeze``), they are never scanned again; reference counting still frees
-    them. Only the first trial of a process freezes: a later one, in a reused actor, would also
-    freeze what the trials before it left behind.
-
-    Returns:
-        Whether this call froze the heap.
-    """
-    if gc.get_freeze_count():
-        return False
-    gc.freeze()
-    return True
-
-
 def train_trial(config: dict[str, Any]) -> None:
     """Train one trial.
 
@@ -62,7 +43,7 @@ def train_trial(config: dict[str, Any]) -> None:
     ``tracking`` the trial also logs to its MLflow run (:mod:`workers.tracking`). With
     ``resources.workers_per_trial`` > 1 a search trial trains data-parallel with Ray Train
     (:mod:`workers.data_parallel`)."""
-    freeze_startup_heap()
+    heap.freeze_startup_heap()
     spec = SearchSpec.model_validate(config["spec"])
     if "row" in config:
         row = Row.from_dict(config["row"])

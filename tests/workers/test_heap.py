@@ -1,4 +1,4 @@
-"""The trial function's set-up of its process (trials themselves: tests/workers/test_search.py)."""
+"""The start-up heap of a training process, frozen once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 FIRST_TRIALS = """
 import gc
-from workers.trainable import freeze_startup_heap
+from workers.heap import freeze_startup_heap
 assert gc.get_freeze_count() == 0
 assert freeze_startup_heap() is True, "the first trial of a process freezes"
 frozen = gc.get_freeze_count()
