@@ -57,6 +57,7 @@ class TrialGc:
 def gc_trial(config: dict[str, Any]) -> None:
     """Run ``train_trial`` as a search runs it, watching the collector, and write a
     :class:`TrialGc` to ``config["out"]``."""
+    config = dict(config)  # Tune's own copy stays as it was
     arm, out, round_ = config.pop("arm"), Path(config.pop("out")), config.pop("round")
     if arm == "unfrozen":
         heap.freeze_startup_heap = lambda: False
@@ -143,20 +144,17 @@ def table(records: Sequence[TrialGc]) -> str:
         "| arm | trials | gc s | full collections | full s | trial s | frozen objects |",
         "|---|---|---|---|---|---|---|",
     ]
+    median = statistics.median
     for arm in ARMS:
         rows = [r for r in records if r.arm == arm]
         if not rows:
             continue
-
-        def median(values: Sequence[float]) -> float:
-            return statistics.median(values)
-
         lines.append(
-            f"| {arm} | {len(rows)} | {median([r.gc_seconds for r in rows]):.3f} | "
-            f"{median([r.full_collections for r in rows]):g} | "
-            f"{median([r.full_seconds for r in rows]):.3f} | "
-            f"{median([r.seconds for r in rows]):.2f} | "
-            f"{median([r.frozen_objects for r in rows]):.0f} |"
+            f"| {arm} | {len(rows)} | {median(r.gc_seconds for r in rows):.3f} | "
+            f"{median(r.full_collections for r in rows):g} | "
+            f"{median(r.full_seconds for r in rows):.3f} | "
+            f"{median(r.seconds for r in rows):.2f} | "
+            f"{median(r.frozen_objects for r in rows):.0f} |"
         )
     return "\n".join(lines)
 
