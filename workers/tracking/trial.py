@@ -103,8 +103,7 @@ class TrialTracker(Callback):
         self.seed = seed
         self.client = MlflowClient(tracking.tracking_uri)
         self.run_id = ""
-        self.run_logged = 0  # the last epoch the run held when the trial started
-        self.last_kept = 0  # the last epoch queued for sending
+        self.last_logged = 0
         self.send_seconds = send_seconds
         # Epoch metrics go out from one thread of our own, synchronously: MLflow's asynchronous
         # queue makes the first end of a run wait up to a second for its polling thread.
@@ -116,23 +115,6 @@ class TrialTracker(Callback):
     def on_train_start(self, trainer: Trainer) -> None:
         if trainer.rank != 0:
             return
-        # The run is found or created, and its params logged, on the sender thread while the
-        # first epoch trains; every batch of epochs goes out on that thread after it.
-        self.sent.append(self.sender.submit(self._open_run))
-        if self.tracking.log_models:
-            self.sent.append(self.sender.submit(prepare_model_logging))
-        # A resumed trial starts from its checkpoint's history: epochs that had not been sent
-        # when the trial stopped go out now, so the run's metrics have no gap.
-        for metrics in trainer.history:
-            self._keep(metrics)
-        self._send()
-
-    def _open_run(self) -> None:
-        """Find the trial's run (a resumed trial's) or create it, then log the params.
-
-        Sets :attr:`run_id`, and for a resumed run the last epoch it already holds (those
-        epochs are not sent again).
-        """
         tags = {
             JOB_TAG: self.tracking.job_id,
             TRIAL_TAG: self.trial_id,
@@ -154,9 +136,16 @@ class TrialTracker(Callback):
         else:
             self.client.update_run(run_id, status="RUNNING")
             history = self.client.get_metric_history(run_id, "sparsity")
-            self.run_logged = max((m.step for m in history), default=0)
+            self.last_logged = max((m.step for m in history), default=0)
         self.run_id = run_id
+        if self.tracking.log_models:
+            self.sent.append(self.sender.submit(prepare_model_logging))
         log_params(self.client, run_id, self._params())
+        # A resumed trial starts from its checkpoint's history: epochs that had not been sent
+        # when the trial stopped go out now, so the run's metrics have no gap.
+        for metrics in trainer.history:
+            self._keep(metrics)
+        self._send()
 
     def _label(self) -> str:
         """``λ=… s=…`` of a search trial; ``<method> seed=… …`` of a comparison trial."""
@@ -183,43 +172,27 @@ class TrialTracker(Callback):
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         if trainer.rank != 0:
             return
-        self._raise_failure()
         self._keep(metrics)
         if time.monotonic() - self.last_send >= self.send_seconds:
             self._send()
 
-    def _raise_failure(self) -> None:
-        """Re-raise the failure of a finished send (the run could not be opened, say), so that
-        the trial fails at its next epoch rather than after its last one."""
-        for sent in self.sent:
-            if sent.done() and sent.exception() is not None:
-                sent.result()
-        self.sent = [sent for sent in self.sent if not sent.done()]
-
     def _keep(self, metrics: EpochMetrics) -> None:
-        """Queue an epoch's metrics for the next send, unless it was queued before."""
-        if metrics.epoch <= self.last_kept:
+        """Queue an epoch's metrics for the next send, unless the run already has it."""
+        if metrics.epoch <= self.last_logged:
             return
         values = metrics.flat() | {"weight_decay": self.weight_decay}
         if self.s_init is not None:
             values["s_init"] = self.s_init
         values["target_gap"] = abs(metrics.scalars["sparsity"] - self.spec.target_sparsity)
         self.unsent.append((metrics.epoch, values))
-        self.last_kept = metrics.epoch
+        self.last_logged = metrics.epoch
 
     def _send(self) -> None:
         """Hand the queued epochs to the sender thread as one batch."""
         if self.unsent:
             batch, self.unsent = self.unsent, []
-            self.sent.append(self.sender.submit(self._log_epochs, batch))
+            self.sent.append(self.sender.submit(log_steps, self.client, self.run_id, batch))
         self.last_send = time.monotonic()
-
-    def _log_epochs(self, batch: list[tuple[int, dict[str, float]]]) -> None:
-        """Log a batch of epochs, but those a resumed run already holds (on the sender thread,
-        after :meth:`_open_run`)."""
-        new = [(epoch, values) for epoch, values in batch if epoch > self.run_logged]
-        if new:
-            log_steps(self.client, self.run_id, new)
 
     def flush(self) -> None:
         """Send what is queued and wait until every batch is logged (re-raises a failure)."""
