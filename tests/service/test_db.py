@@ -5,10 +5,11 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from service.db import READ_ONLY, make_engine, normalize_url
 
@@ -48,6 +49,33 @@ def test_sqlite_write_transactions_take_the_write_lock_at_once(tmp_path: Path) -
         other.close()
     finally:
         engine.dispose()
+
+
+def _connect_after(barrier: threading.Barrier, engine: Engine, errors: list[Exception]) -> None:
+    barrier.wait()
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    except Exception as error:  # collected, asserted on in the test's thread
+        errors.append(error)
+
+
+def test_connections_racing_to_open_a_new_sqlite_database_all_get_wal(tmp_path: Path) -> None:
+    # without retrying, about a quarter of such 4-way races got "database is locked" at once
+    for attempt in range(40):
+        engines = [make_engine(f"sqlite:///{tmp_path / f'race{attempt}.db'}") for _ in range(4)]
+        barrier = threading.Barrier(len(engines))
+        errors: list[Exception] = []
+        threads = [
+            threading.Thread(target=_connect_after, args=(barrier, e, errors)) for e in engines
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for engine in engines:
+            engine.dispose()
+        assert not errors, (attempt, errors)
 
 
 def test_postgresql_urls_use_psycopg() -> None:
