@@ -75,7 +75,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-def _enable_wal(cursor: Any) -> None:
+def _enable_wal(cursor: sqlite3.Cursor) -> None:
     """Switch the database to write-ahead logging, retrying while another connection holds it.
 
     Switching needs the database to itself, and SQLite answers "database is locked" at once,
