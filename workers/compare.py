@@ -30,6 +30,7 @@ from str_core.models import create_model
 from strsearch.spec import STR_METHODS, SearchSpec
 from workers.comparison import ComparisonResult, method_rows
 from workers.data_parallel import trial_resources
+from workers.experiment_state import prepare_resume
 from workers.progress import Fanout, SearchListener, listening
 from workers.result import SearchResult, TrialSummary
 from workers.search import (
@@ -173,7 +174,7 @@ def _train_rows(
         return []
     path = f"{root}/{METHODS_EXPERIMENT}"
     trainable = tune.with_resources(train_trial, trial_resources(spec.resources))
-    if tune.Tuner.can_restore(path):
+    if prepare_resume(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
         param_space: dict[str, Any] = {

@@ -3,8 +3,10 @@
 The experiment is named after the spec's fingerprint and lives under ``storage_path``; running the
 same spec again resumes an interrupted experiment (``Tuner.restore``: finished trials are kept,
 unfinished ones continue from their last checkpoint, the searcher keeps its state) instead of
-starting over. On a multi-node cluster ``storage_path`` must be storage every node can reach (a
-shared filesystem mounted at the same path, or an object-store URI such as ``s3://bucket/path``).
+starting over; state files a killed driver left truncated are repaired first
+(:mod:`workers.experiment_state`). On a multi-node cluster ``storage_path`` must be storage
+every node can reach (a shared filesystem mounted at the same path, or an object-store URI such
+as ``s3://bucket/path``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from str_core.data import load_dataset
 from str_core.models import get_model_info
 from strsearch.spec import SearchSpec
 from workers.data_parallel import trial_resources
+from workers.experiment_state import StateBackup, is_local, prepare_resume
 from workers.progress import Fanout, ProgressRelay, SearchListener, listening, trial_view
 from workers.result import SearchResult, TrialSummary
 from workers.searcher import SparsitySearcher
@@ -150,7 +153,7 @@ def run_search(
     if job is not None:
         param_space["tracking"] = job.tracking.to_dict()
 
-    if resume and tune.Tuner.can_restore(path):
+    if resume and prepare_resume(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
         searcher = build_searcher(spec)
@@ -188,12 +191,16 @@ def run_search(
 
 def run_config(name: str, storage: str, *, relay: str) -> tune.RunConfig:
     """The run config of our experiments: trial events go to the listener registered as
-    ``relay`` (:func:`workers.progress.listening`), one retry per trial, and a checkpoint kept
-    to resume from."""
+    ``relay`` (:func:`workers.progress.listening`), one retry per trial, a checkpoint kept to
+    resume from, and (in a local or shared folder) a backup of the experiment's saved state
+    (:mod:`workers.experiment_state`)."""
+    callbacks: list[tune.Callback] = [ProgressRelay(relay)]
+    if is_local(storage):
+        callbacks.append(StateBackup(f"{storage}/{name}"))
     return tune.RunConfig(
         name=name,
         storage_path=storage,
-        callbacks=[ProgressRelay(relay)],
+        callbacks=callbacks,
         verbose=0,
         # Two, not one: a driver stopped between persisting a trial's new checkpoint (which
         # deletes the oldest kept one) and saving the experiment state leaves a state that names

@@ -80,6 +80,10 @@ def test_check_spec_names_the_problem() -> None:
         check_spec(_spec(model="mnist1d_mlp", target_sparsity=0.8))
 
 
+def _trial_dirs(experiment: Path) -> set[str]:
+    return {p.name for p in experiment.glob("train_trial_*") if p.is_dir()}
+
+
 def _finished_trials(experiment: Path) -> int:
     """Trials whose result file already holds the last epoch."""
     count = 0
@@ -99,10 +103,10 @@ def test_interrupted_search_resumes_without_duplicates(
     kill_driver_when(
         spec, tmp_path, cluster_env(ray_head), lambda: _finished_trials(experiment) >= 2
     )
-    before = {p.name for p in experiment.iterdir() if p.is_dir()}
+    before = _trial_dirs(experiment)
 
     result = run_driver(spec, tmp_path, cluster_env(ray_head))
-    trial_dirs = {p.name for p in experiment.iterdir() if p.is_dir()}
+    trial_dirs = _trial_dirs(experiment)
     assert before <= trial_dirs  # the trials of the first run are part of the resumed experiment
     lambdas = [t["weight_decay"] for t in result["trials"]]
     assert len(lambdas) == len(set(lambdas)), lambdas  # no trial ran twice
