@@ -29,7 +29,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from pydantic import ValidationError
@@ -38,7 +38,9 @@ from strsearch.client import ApiError, Claim, Client
 from strsearch.spec import SearchSpec
 from workers.job_process import JobProcess, Outcome
 from workers.job_progress import JobProgress
-from workers.tracking import TrackingSettings
+
+if TYPE_CHECKING:
+    from workers.tracking import TrackingSettings
 
 logger = logging.getLogger(__name__)
 

@@ -29,10 +29,12 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from workers.progress import SearchListener
-from workers.tracking import TrackingSettings
+if TYPE_CHECKING:
+    from workers.progress import SearchListener
+    from workers.tracking import TrackingSettings
+
 
 PR_SET_PDEATHSIG = 1
 

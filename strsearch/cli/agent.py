@@ -56,7 +56,7 @@ def agent(
     if not token:
         typer.echo("error: a worker token is needed (--token or STRSEARCH_TOKEN)", err=True)
         raise typer.Exit(code=2)
-    # force: importing mlflow.pytorch (through the workers) sets the root logger to ERROR
+    # force: replace whatever handler an imported library may have set up
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,

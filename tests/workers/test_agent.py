@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -141,6 +143,19 @@ def test_compact_result_drops_per_layer_tables_of_trials_only() -> None:
     assert compact["best"] == trial
     assert result["trials"][0]["budget"] == {"fc": 0.9}  # the original is left alone
     assert default_name().endswith(f"-{os.getpid()}")
+
+
+def test_the_agent_loads_neither_torch_nor_ray_nor_mlflow() -> None:
+    # its searches run in processes of their own: the agent itself stays light and starts fast
+    probe = (
+        "import json, sys; import strsearch.cli.agent, workers.agent; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'ray', 'mlflow', 'str_core'})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(done.stdout) == []
 
 
 def test_the_command_needs_a_worker_token(monkeypatch: pytest.MonkeyPatch) -> None:
