@@ -10,6 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 FIRST_TRIALS = """
 import gc
+import workers.trainable  # what a trial process has imported when its trial starts
 from workers.heap import freeze_startup_heap
 assert gc.get_freeze_count() == 0
 assert freeze_startup_heap() is True, "the first trial of a process freezes"
