@@ -10,20 +10,27 @@ numbers. With early stopping, the trial's rule (:class:`workers.early_stop.BandS
 as a search trial builds it) is applied to the recorded epochs. The rule reads only the sparsity
 of the epoch that just finished, so this is exactly the stop the online rule makes.
 
+Two-at-a-time searches (``ours``, ``ours-es``) depend on which trial finishes first, so they
+cannot be replayed exactly; :func:`simulate` runs them on the same recorded trajectories with
+epochs of slightly different lengths per trial, over several seeds (``--seeds``), and reports
+the mean. Unlike the replays, the simulation is a model of the Ray benchmark, not a copy.
+
 What it is for: trying a change to the searcher (``workers/_bracket.py``) on many targets in
-minutes, then confirming it with ``search_efficiency`` through Ray. Two-at-a-time searches depend
-on which trial finishes first and cannot be replayed.
+minutes, then confirming it with ``search_efficiency`` through Ray.
 
 Usage::
 
     .venv/bin/python -m benchmarks.searcher_replay                  # 2 datasets x 4 targets
     .venv/bin/python -m benchmarks.searcher_replay --targets 0.85 0.92 0.97 --datasets mnist1d
+    .venv/bin/python -m benchmarks.searcher_replay --methods ours ours-es --seeds 10
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
+import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -48,6 +55,10 @@ from workers.trial_config import trial_config
 
 METHODS = {"ours-seq": False, "ours-seq-es": True, "bisection": False}
 """Replayable methods and whether their trials stop early."""
+PARALLEL_METHODS = {"ours": False, "ours-es": True}
+"""Two-at-a-time methods, simulated (:func:`simulate`), and whether their trials stop early."""
+SLOTS = 2
+"""Trials at a time in the simulated methods (``search_efficiency``'s default)."""
 BUDGET = 12
 DEFAULT_CACHE = Path("runs/searcher_replay_cache.json")
 
@@ -63,6 +74,7 @@ class Step:
     epochs: int  # epochs it trained (fewer when stopped early)
     sparsity: float  # after its last epoch
     band_stop: str | None  # "above" / "below" when stopped early
+    cut: bool = False  # ended because another trial landed (simulated parallel searches)
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,7 @@ class Replay:
     method: str
     landed: bool
     steps: list[Step]
+    seed: int = 0  # of a simulated parallel search
 
     @property
     def epochs(self) -> int:
@@ -159,6 +172,59 @@ def replay(
     return Replay(dataset, target, method, False, steps)
 
 
+def simulate(
+    method: str,
+    dataset: str,
+    target: float,
+    trajectory: Trajectory,
+    *,
+    epochs: int,
+    seed: int,
+    jitter: float = 0.1,
+    margins: Margins = DEFAULT_MARGINS,
+) -> Replay:
+    """Simulate a search with :data:`SLOTS` trials at a time, as Tune runs it.
+
+    Each trial's epochs last ``1 ± jitter`` time units (drawn per trial with ``seed``), so which
+    of two concurrent trials finishes first varies with the seed, as it does between real runs.
+    A free slot asks the searcher for a trial (none when it says wait); finished trials reach it
+    in the order they finish; when one lands, the others stop and count the epochs they
+    completed, as with ``search_efficiency``'s stopper.
+    """
+    early_stopping = PARALLEL_METHODS[method]
+    spec = bench_spec(dataset, target, epochs=epochs, budget=BUDGET, early_stopping=early_stopping)
+    searcher = make_searcher(method, spec)
+    rng = random.Random(seed)
+    running: list[tuple[float, int, float, float, Step, dict[str, Any]]] = []
+    steps: list[Step] = []
+    started, now = 0, 0.0
+
+    def fill() -> None:
+        nonlocal started
+        while len(running) < SLOTS and started < BUDGET:
+            suggestion = searcher.suggest(f"t{started}")
+            if not isinstance(suggestion, dict):
+                return
+            weight_decay = float(suggestion["weight_decay"])
+            step, result = _trial(trajectory(dataset, weight_decay), spec, weight_decay, margins)
+            pace = rng.uniform(1 - jitter, 1 + jitter)
+            heapq.heappush(running, (now + step.epochs * pace, started, now, pace, step, result))
+            started += 1
+
+    fill()
+    while running:
+        now, index, _, _, step, result = heapq.heappop(running)
+        steps.append(step)
+        searcher.on_trial_complete(f"t{index}", result)
+        if step.band_stop is None and abs(step.sparsity - target) <= spec.tolerance:
+            for _, _, start, pace, other, _ in sorted(running, key=lambda r: r[1]):
+                done = int((now - start) / pace + 1e-9)
+                steps.append(replace(other, epochs=min(done, other.epochs), cut=True))
+            return Replay(dataset, target, method, True, steps, seed)
+        fill()
+    return Replay(dataset, target, method, False, steps, seed)
+
+
 def _trial(
     sparsities: Sequence[float], spec: SearchSpec, weight_decay: float, margins: Margins
 ) -> tuple[Step, dict[str, Any]]:
@@ -190,8 +256,9 @@ def table(replays: Sequence[Replay]) -> str:
     for r in replays:
         marks = {"above": "↑", "below": "↓", None: ""}
         path = ", ".join(
-            f"{s.weight_decay:.4g}→{s.sparsity:.2%}{marks[s.band_stop]}"
-            + (f"@{s.epochs}" if s.band_stop else "")
+            f"{s.weight_decay:.4g}→"
+            + (f"cut@{s.epochs}" if s.cut else f"{s.sparsity:.2%}{marks[s.band_stop]}")
+            + (f"@{s.epochs}" if s.band_stop and not s.cut else "")
             for s in r.steps
         )
         lines.append(
@@ -208,22 +275,27 @@ def totals(replays: Sequence[Replay]) -> str:
         "|---|---|---|---|---|",
     ]
     bisection = sum(r.epochs for r in replays if r.method == "bisection")
-    for method in METHODS:
+    runs = max((r.seed for r in replays), default=0) + 1  # simulated: the mean over the seeds
+    for method in [*METHODS, *PARALLEL_METHODS]:
         rows = [r for r in replays if r.method == method]
         if not rows:
             continue
-        epochs = sum(r.epochs for r in rows)
+        share = runs if method in PARALLEL_METHODS else 1
+        epochs = sum(r.epochs for r in rows) / share
         ratio = f"{epochs / bisection:.2f}" if bisection else "–"
         lines.append(
             f"| {method} | {sum(r.landed for r in rows)}/{len(rows)} | "
-            f"{sum(len(r.steps) for r in rows)} | {epochs} | {ratio} |"
+            f"{sum(len(r.steps) for r in rows) / share:g} | {epochs:g} | {ratio} |"
         )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_grid_arguments(parser, list(METHODS))
+    add_grid_arguments(parser, [*METHODS, *PARALLEL_METHODS])
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="simulated orders of each two-at-a-time search"
+    )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="recorded trajectories")
     parser.add_argument("--json", type=Path, help="also write every replay here")
     parser.add_argument(
@@ -239,10 +311,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for dataset in args.datasets:
         for target in args.targets:
             for method in args.methods:
-                r = replay(method, dataset, target, cache, epochs=args.epochs, margins=margins)
-                replays.append(r)
-                print(f"{dataset} {target:g} {method}: {len(r.steps)} trials, {r.epochs} epochs",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                if method in PARALLEL_METHODS:
+                    runs = [
+                        simulate(method, dataset, target, cache, epochs=args.epochs, seed=seed,
+                                 margins=margins)
+                        for seed in range(args.seeds)
+                    ]  # fmt: skip
+                else:
+                    runs = [replay(method, dataset, target, cache, epochs=args.epochs,
+                                   margins=margins)]  # fmt: skip
+                replays += runs
+                epochs = " ".join(str(r.epochs) for r in runs)
+                print(f"{dataset} {target:g} {method}: epochs {epochs}", file=sys.stderr,
+                      flush=True)  # fmt: skip
     print(table(replays))
     print()
     print(totals(replays))

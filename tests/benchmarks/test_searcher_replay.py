@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from benchmarks.searcher_replay import (
+    SLOTS,
     TrajectoryCache,
     main,
     replay,
+    simulate,
     train_trajectory,
 )
 from workers.early_stop import DEFAULT_MARGINS
@@ -62,6 +64,28 @@ def test_bisection_starts_in_the_middle_of_the_window_and_lands() -> None:
     assert r.landed and r.epochs == EPOCHS * len(r.steps)
 
 
+def test_a_simulated_parallel_search_cuts_the_others_when_one_lands() -> None:
+    r = simulate("ours", "mnist1d", 0.95, made_up, epochs=EPOCHS, seed=0)
+    assert r.landed and r.seed == 0
+    landing = [s for s in r.steps if not s.cut and abs(s.sparsity - 0.95) <= 0.005]
+    assert len(landing) == 1 and landing[0].epochs == EPOCHS
+    cut = [s for s in r.steps if s.cut]
+    assert len(cut) <= SLOTS - 1 and all(0 <= s.epochs <= EPOCHS for s in cut)
+    assert len({s.weight_decay for s in r.steps}) == len(r.steps)  # never two trials at one λ
+    # the first round runs two trials at once: the second is proposed before the first reports
+    first_round = [s.weight_decay for s in r.steps[:2]]
+    sequential = replay("ours-seq", "mnist1d", 0.95, made_up, epochs=EPOCHS)
+    assert sequential.steps[0].weight_decay in first_round
+    assert simulate("ours", "mnist1d", 0.95, made_up, epochs=EPOCHS, seed=0) == r  # seeded
+
+
+def test_the_simulation_order_depends_on_the_seed_and_early_stops_still_apply() -> None:
+    runs = [simulate("ours-es", "digits", 0.9, made_up, epochs=EPOCHS, seed=k) for k in range(6)]
+    assert all(r.landed for r in runs)
+    assert any(s.band_stop is not None for r in runs for s in r.steps)
+    assert len({tuple(s.weight_decay for s in r.steps) for r in runs}) > 1
+
+
 def test_the_cache_trains_each_lambda_once_and_keeps_it(tmp_path: Path) -> None:
     calls: list[tuple[str, float, int]] = []
 
@@ -100,3 +124,8 @@ def test_main_prints_the_tables_from_a_filled_cache(
     assert "| digits | 0.9 | ours-seq | yes |" in printed
     assert "| bisection | 1/1 |" in printed and "0 trainings added" in printed
     assert [r["method"] for r in json.loads(out.read_text())] == ["ours-seq", "bisection"]
+
+    args = ["--datasets", "digits", "--targets", "0.9", "--methods", "ours", "--seeds", "3"]
+    assert main([*args, "--cache", str(path), "--json", str(out)]) == 0
+    assert [r["seed"] for r in json.loads(out.read_text())] == [0, 1, 2]
+    assert "| ours | 3/3 |" in capsys.readouterr().out
