@@ -23,14 +23,13 @@ import json
 import logging
 import os
 import pickletools
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
+from workers.files import write_atomically
 from workers.searcher import SparsitySearcher
 
 logger = logging.getLogger(__name__)
@@ -104,7 +103,7 @@ def back_up(experiment: Path, seen: dict[str, tuple[int, int]]) -> list[str]:
         mark = (stat.st_mtime_ns, stat.st_size)
         if seen.get(path.name) == mark or not complete(path):
             continue
-        _atomic_copy(path, experiment / BACKUP_DIR / path.name)
+        write_atomically(experiment / BACKUP_DIR / path.name, path.read_bytes())
         seen[path.name] = mark
         copied.append(path.name)
     return copied
@@ -125,7 +124,7 @@ def repair(experiment: Path) -> bool:
             continue
         backup = experiment / BACKUP_DIR / path.name
         if complete(backup):
-            _atomic_copy(backup, path)
+            write_atomically(path, backup.read_bytes())
             logger.warning(
                 "%s was truncated (its driver was killed while saving it); "
                 "restored its last complete copy",
@@ -189,18 +188,3 @@ class StateBackup(tune.Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         back_up(Path(self.experiment), self._seen)
-
-
-def _atomic_copy(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` through a temporary file in ``target``'s folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            shutil.copyfileobj(src, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers.files import write_atomically
+
 __all__ = [
     "DEFAULT_ROOT",
     "LocalServer",
@@ -336,10 +338,8 @@ def _read_state(root: Path) -> LocalServer | None:
 
 
 def _write_state(server: LocalServer) -> None:
-    path = server.root / _STATE_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"url": server.url, "pid": server.pid}) + "\n")
-    os.replace(tmp, path)
+    state = json.dumps({"url": server.url, "pid": server.pid}) + "\n"
+    write_atomically(server.root / _STATE_FILE, state.encode())
 
 
 @contextlib.contextmanager

@@ -23,7 +23,6 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any, Literal
 from ray.tune.search import Searcher
 
 from workers import _bracket
+from workers.files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -434,18 +434,8 @@ class SparsitySearcher(Searcher):
 
     def save(self, checkpoint_path: str | os.PathLike[str]) -> None:
         """Write :meth:`state_dict` as JSON, atomically (temporary file, then rename)."""
-        path = Path(checkpoint_path)
         text = json.dumps(self.state_dict(), indent=1, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(Path(checkpoint_path), text.encode("utf-8"))
 
     def restore(self, checkpoint_path: str | os.PathLike[str]) -> None:
         """Load a state written by :meth:`save`.
