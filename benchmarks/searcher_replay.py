@@ -167,7 +167,7 @@ def replay(
         step, result = _trial(trajectory(dataset, weight_decay), spec, weight_decay, margins)
         steps.append(step)
         searcher.on_trial_complete(trial_id, result)
-        if step.band_stop is None and abs(step.sparsity - target) <= spec.tolerance:
+        if _landed(step, spec):
             return Replay(dataset, target, method, True, steps)
     return Replay(dataset, target, method, False, steps)
 
@@ -216,13 +216,18 @@ def simulate(
         now, index, _, _, step, result = heapq.heappop(running)
         steps.append(step)
         searcher.on_trial_complete(f"t{index}", result)
-        if step.band_stop is None and abs(step.sparsity - target) <= spec.tolerance:
+        if _landed(step, spec):
             for _, _, start, pace, other, _ in sorted(running, key=lambda r: r[1]):
                 done = int((now - start) / pace + 1e-9)
                 steps.append(replace(other, epochs=min(done, other.epochs), cut=True))
             return Replay(dataset, target, method, True, steps, seed)
         fill()
     return Replay(dataset, target, method, False, steps, seed)
+
+
+def _landed(step: Step, spec: SearchSpec) -> bool:
+    """Whether a trial ran to its end inside the band."""
+    return step.band_stop is None and abs(step.sparsity - spec.target_sparsity) <= spec.tolerance
 
 
 def _trial(
