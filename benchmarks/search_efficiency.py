@@ -5,17 +5,20 @@ trial, seed 0, ``s_init`` −5) is driven by five searchers through Ray Tune, ea
 trial budget and the same λ window, and each experiment ends as soon as one trial finishes
 within ``target ± tolerance`` (a Tune stopper, identical for all):
 
-- ``ours``: :class:`workers.searcher.SparsitySearcher`, 2 trials at a time (the product default);
+- ``ours``: :class:`workers.searcher.SparsitySearcher`, 2 trials at a time;
 - ``ours-seq``: the same searcher, one trial at a time;
 - ``ours-es``, ``ours-seq-es``: the same two with early stopping (``search.early_stopping``):
-  a trial that can no longer land ends early and counts for the searcher as a bound;
+  a trial that can no longer land ends early and counts for the searcher as a bound.
+  ``ours-seq-es`` is the product default since 2026-12-06;
 - ``bisection``: plain bisection in ln λ over the window, one full-length trial at a time;
 - ``random``: Tune's random search, λ log-uniform over the window, 2 trials at a time;
 - ``tpe``: Optuna's TPE through Tune's ``OptunaSearch`` minimising ``|sparsity − target|``
   (``target_gap``), 2 trials at a time.
 
-Every trial gets one CPU (on these tiny models a second thread slows PyTorch down rather than up),
-so a method running one trial at a time leaves a CPU idle: that is its wall-time cost. Reported
+Ray gets ``--parallel`` CPUs (2). A trial's CPUs (and PyTorch threads) are the product's default
+(:mod:`workers.cpus`): the CPUs shared among the trials that run at once, so a method running one
+trial at a time trains each on 2 threads, and one running two at a time each on 1.
+``--cpus-per-trial 1`` gives every trial one CPU, as before 2026-12-06. Reported
 per method: whether it landed, trials started, training epochs run (all trials, including those
 cut short when another landed), wall time, and the landed model's test accuracy.
 
@@ -45,6 +48,8 @@ from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from strsearch.spec import SearchSpec
+from workers.cpus import resolve_cpus
+from workers.data_parallel import trial_resources
 from workers.search import build_searcher
 from workers.trainable import train_trial
 
@@ -136,16 +141,30 @@ class LandedStopper(tune.Stopper):
 
 
 def bench_spec(
-    dataset: str, target: float, *, epochs: int, budget: int, early_stopping: bool = False
+    dataset: str,
+    target: float,
+    *,
+    epochs: int,
+    budget: int,
+    early_stopping: bool = False,
+    parallel: int = 1,
+    cpus: float | None = None,
 ) -> SearchSpec:
-    """The search spec every method shares for one (dataset, target)."""
+    """The search spec every method shares for one (dataset, target): ``parallel`` trials at a
+    time with ``cpus`` each (default: the product's, :mod:`workers.cpus`)."""
     return SearchSpec.parse(
         {
             "model": MODELS[dataset],
             "dataset": dataset,
             "target_sparsity": target,
             "training": {"epochs": epochs},
-            "search": {"max_trials": budget, "s_init": [S_INIT], "early_stopping": early_stopping},
+            "search": {
+                "max_trials": budget,
+                "s_init": [S_INIT],
+                "early_stopping": early_stopping,
+                "parallel_trials": parallel,
+            },
+            "resources": {"cpus_per_trial": cpus},
         }
     )
 
@@ -177,13 +196,20 @@ def run_method(method: str, dataset: str, target: float, args: argparse.Namespac
     sequential = method in SEQUENTIAL
     parallel = 1 if sequential else args.parallel
     spec = bench_spec(
-        dataset, target, epochs=args.epochs, budget=args.budget, early_stopping="-es" in method
+        dataset,
+        target,
+        epochs=args.epochs,
+        budget=args.budget,
+        early_stopping="-es" in method,
+        parallel=parallel,
+        cpus=args.cpus_per_trial,
     )
+    spec = resolve_cpus(spec)
     search_alg, space = _search_alg(method, spec, parallel)
     stopper = LandedStopper(spec.target_sparsity, spec.tolerance, args.epochs)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, spec=spec.model_dump(mode="json")),
-        {"cpu": spec.resources.cpus_per_trial},
+        trial_resources(spec.resources),
     )
     with tempfile.TemporaryDirectory(prefix="search-efficiency-") as storage:
         tuner = tune.Tuner(
@@ -291,6 +317,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_grid_arguments(parser, METHODS)
     parser.add_argument("--budget", type=int, default=12, help="trials per method and target")
     parser.add_argument("--parallel", type=int, default=2, help="concurrent trials (not -seq)")
+    parser.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        help="CPUs (threads) of every trial; default the product's: the machine's CPUs shared "
+        "among the trials that run at once (workers/cpus.py)",
+    )
     parser.add_argument("--json", type=Path, help="also write every outcome here")
     parser.add_argument(
         "--report", type=Path, nargs="+", help="print the tables of saved --json files; no runs"

@@ -34,6 +34,7 @@ import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,18 +94,22 @@ class Replay:
         return sum(s.epochs for s in self.steps)
 
 
-def train_trajectory(dataset: str, weight_decay: float, epochs: int) -> list[float]:
-    """Train ``search_efficiency``'s trial at ``weight_decay`` for ``epochs`` epochs (one thread,
-    as a one-CPU trial) and return its sparsity after every epoch."""
+def train_trajectory(
+    dataset: str, weight_decay: float, epochs: int, threads: int = 1
+) -> list[float]:
+    """Train ``search_efficiency``'s trial at ``weight_decay`` for ``epochs`` epochs on
+    ``threads`` threads (one: a one-CPU trial; two: one trial at a time on a 2-core machine, the
+    default since 2026-12-06) and return its sparsity after every epoch. The thread count changes
+    the floating-point results a little, so each count needs its own cache file."""
     spec = bench_spec(dataset, 0.9, epochs=epochs, budget=BUDGET)
     trial = trial_config(spec, weight_decay=weight_decay, s_init=S_INIT)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         run = build_run(trial.model, trial.data, trial.train, trial.str_config)
         history = Trainer(run.model, trial.train, run.data).fit().history
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(previous)
     return [float(m.scalars["sparsity"]) for m in history]
 
 
@@ -192,7 +197,9 @@ def simulate(
     completed, as with ``search_efficiency``'s stopper.
     """
     early_stopping = PARALLEL_METHODS[method]
-    spec = bench_spec(dataset, target, epochs=epochs, budget=BUDGET, early_stopping=early_stopping)
+    spec = bench_spec(
+        dataset, target, epochs=epochs, budget=BUDGET, early_stopping=early_stopping, parallel=SLOTS
+    )
     searcher = make_searcher(method, spec)
     rng = random.Random(seed)
     running: list[tuple[float, int, float, float, Step, dict[str, Any]]] = []
@@ -302,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--seeds", type=int, default=5, help="simulated orders of each two-at-a-time search"
     )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="recorded trajectories")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads of a new training (use its own --cache)"
+    )
     parser.add_argument("--json", type=Path, help="also write every replay here")
     parser.add_argument(
         "--fall-margin",
@@ -310,7 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the early-stop rule's fall margin (to try other values)",
     )
     args = parser.parse_args(argv)
-    cache = TrajectoryCache(args.cache, args.epochs)
+    train = partial(train_trajectory, threads=args.threads)
+    cache = TrajectoryCache(args.cache, args.epochs, train)
     margins = replace(DEFAULT_MARGINS, fall_margin=args.fall_margin)
     replays = []
     for dataset in args.datasets:

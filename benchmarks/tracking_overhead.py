@@ -69,6 +69,7 @@ from mlflow.tracking import MlflowClient
 
 from str_core.train import Callback, EpochMetrics, Trainer, build_run
 from strsearch.spec import SearchSpec
+from workers.cpus import trial_threads
 from workers.mlflow_server import start_server, stop_server
 from workers.tracking import (
     JOB_TAG,
@@ -263,7 +264,7 @@ def run_trial(
     threads = torch.get_num_threads()
     started = time.perf_counter()
     trial = trial_config(spec, weight_decay=WEIGHT_DECAY, s_init=S_INIT)
-    torch.set_num_threads(max(1, int(spec.resources.cpus_per_trial)))
+    torch.set_num_threads(trial_threads(spec.resources))
     workdir = Path(tempfile.mkdtemp(prefix="strsearch-trial-"))
     try:
         run = build_run(trial.model, trial.data, trial.train, trial.str_config)

@@ -92,15 +92,26 @@ class SearchSettings(_Strict):
         description="Each value is searched; the answer is the most accurate landed model.",
     )
     max_trials: int = Field(12, ge=1, le=500)
-    parallel_trials: int = Field(2, ge=1, le=256)
+    parallel_trials: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description=(
+            "Trials run at once. One at a time needs the fewest training epochs (each trial is "
+            "placed with every result so far) and trains on all of a small machine's CPUs "
+            "(resources.cpus_per_trial); raise it to the number of GPUs on a GPU cluster "
+            "(docs/benchmarks.md, Search efficiency)."
+        ),
+    )
     seed: int = Field(0, ge=0, description="Training seed of every trial.")
     early_stopping: bool = Field(
-        False,
+        True,
         description=(
             "Stop a trial once its sparsity can no longer land in the tolerance band "
-            "(workers/early_stop.py; margins measured on the built-in CNNs). Off by default: "
-            "it saved a fifth of the epochs with trials run one at a time, none with two at a "
-            "time (docs/benchmarks.md, Search efficiency)."
+            "(workers/early_stop.py; margins measured on the built-in CNNs, SGD with a cosine "
+            "schedule, 10-30 epochs). It saves a fifth of the epochs with one trial at a time, "
+            "little with several (docs/benchmarks.md, Search efficiency); turn it off for "
+            "recipes far from the measured ones."
         ),
     )
 
@@ -200,8 +211,15 @@ class Resources(_Strict):
     ``cpus_per_trial`` / ``gpus_per_trial`` are what *each* of them gets.
     """
 
-    cpus_per_trial: float = Field(
-        1.0, gt=0, le=1024, description="CPUs of a trial (of each worker when data-parallel)."
+    cpus_per_trial: float | None = Field(
+        None,
+        gt=0,
+        le=1024,
+        description=(
+            "CPUs (and PyTorch threads) of a trial, of each worker when data-parallel; null: "
+            "the cluster's CPUs shared among the trials that run at once, at most the largest "
+            "node's and at most 4 (workers/cpus.py)."
+        ),
     )
     gpus_per_trial: float = Field(
         0.0, ge=0, le=64, description="GPUs of a trial (of each worker when data-parallel)."

@@ -9,7 +9,8 @@ people ask for (80–99%). A lane inverts that response for one ``s_init``:
   response (50% sparsity in that middle) puts the target;
 * while every result lies on one side of the band it extrapolates towards the band with a line
   fitted to the results nearest the target (a prior slope when there is one), at most one
-  expansion step per trial, and gives up at the λ floor/ceiling;
+  expansion step per trial (a factor 2 down from collapsed results), and gives up at the λ
+  floor/ceiling;
 * with a bracket (``x_lo`` below the band, ``x_hi`` above it) it interpolates on
   ``(x, logit(sparsity))`` through the bracket ends (regula falsi in logit space), kept in the
   inner part of the bracket so that it always shrinks, with a wider margin after two results
@@ -65,13 +66,28 @@ MIN_PROBE_WIDTH = math.log(1.004)
 SATURATION = 1e-3
 """A result this close to 0 or 1 (a collapsed network) bounds the bracket but is no interpolation
 end: its logit says how few weights survived, not where the band is."""
+COLLAPSE_STEP = math.log(2.0)
+"""Largest step down from results that all lie above the band without a usable value (collapsed
+networks at sparsity ≈ 1, or bounds without an estimate). STR's sparsity jumps from about 97% to
+100% within a factor of 1.5 in λ, so the band of a high target lies just below a collapse, not a
+full expansion step (10×) below it. Replayed (the :data:`ONE_AT_A_TIME_PULL` set-up): 913 epochs
+on the 38 targets instead of 936 with the full step; MNIST-1D at 98%, whose first trial
+collapses, 29 instead of 43."""
 MIN_STEP = 0.02
 """Smallest move in ln λ past the last one-sided result (2%)."""
 START_PULL = 0.5
 """The first proposal moves this fraction of the way from the middle of the λ window to where the
-prior response puts the target. Going all the way overshoots into collapsed (sparsity 1) trials
-for high targets; with 0.5 the measured 10-epoch responses of digits and MNIST-1D land 7 targets
-(0.8–0.98) in 48 sequential trials instead of 52, and in 60 instead of 75 two at a time."""
+prior response puts the target, when several trials run at once. Going all the way overshoots
+into collapsed (sparsity 1) trials for high targets; with 0.5 the measured 10-epoch responses of
+digits and MNIST-1D land 7 targets (0.8–0.98) in 60 trials instead of 75 two at a time."""
+ONE_AT_A_TIME_PULL = 0.75
+""":data:`START_PULL` of a search that runs one trial at a time (the default). Replayed on the
+recorded 10-epoch responses of digits and MNIST-1D, one trial at a time with early stopping, 38
+targets from 0.80 to 0.98: 1090 epochs with 0.5, 999 with 0.6, 773 with 0.7, 936 with 0.75,
+1069 with 0.8, 1085 with 1.0, against 2160 for plain bisection (docs/benchmarks.md). 0.75 sits
+inside the range that beats 0.5 rather than on its luckiest value. With two at a time the second
+first-round trial goes further still, into collapsed networks: 0.75 cost 470 epochs through Ray
+on the four main targets, against 290 with 0.5."""
 START_SPREAD = 0.15
 """Concurrent first proposals sit this fraction of the starting window apart."""
 BISECT_SPREAD = 0.12
@@ -234,6 +250,7 @@ def decide(
     failed: Sequence[float],
     band: Band,
     limits: Limits,
+    start_pull: float = START_PULL,
 ) -> Decision:
     """The next step of a lane.
 
@@ -243,6 +260,8 @@ def decide(
         failed: ``x`` of trials that failed (error, missing or non-finite metric).
         band: the target band.
         limits: where the lane may look.
+        start_pull: how far the first proposal goes towards the prior's target
+            (:data:`START_PULL`, :data:`ONE_AT_A_TIME_PULL`).
 
     Returns:
         The decision; a proposal is never within the crowding gap of a pending ``x``.
@@ -268,7 +287,7 @@ def decide(
         # The prior response (slope PRIOR_SLOPE, 50% in the middle of the window) puts the
         # target at middle + logit(target) / PRIOR_SLOPE; go part of the way there.
         middle = limits.start_lo + width / 2
-        pull = START_PULL * logit(band.target) / PRIOR_SLOPE
+        pull = start_pull * logit(band.target) / PRIOR_SLOPE
         centre = min(max(middle + pull, limits.start_lo), limits.start_hi)
         # Sparsity grows with λ: for a high target the second guess goes up first.
         up = band.target > 0.5
@@ -329,7 +348,8 @@ def _one_sided(
     y_t = logit(band.target)
     fit = _line(_fit_points(observations, y_t), y_t)
     if fit is None:
-        return _Window(lo, hi, far, abs(far - edge) / 4, MIN_STEP / 2)
+        step = abs(far - edge) if direction > 0 else min(abs(far - edge), COLLAPSE_STEP)
+        return _Window(lo, hi, edge + direction * step, abs(far - edge) / 4, MIN_STEP / 2)
     centre = min(max((y_t - fit[0]) / fit[1], lo), hi)
     spread = _spread(centre, observations, band.logit_width() / fit[1])
     return _Window(lo, hi, centre, spread, MIN_STEP / 2)

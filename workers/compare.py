@@ -29,6 +29,7 @@ from str_core.layers import prunable_layers
 from str_core.models import create_model
 from strsearch.spec import STR_METHODS, SearchSpec
 from workers.comparison import ComparisonResult, method_rows
+from workers.cpus import resolve_cpus
 from workers.data_parallel import trial_resources
 from workers.experiment_state import prepare_resume
 from workers.progress import Fanout, SearchListener, listening
@@ -173,6 +174,7 @@ def _train_rows(
     if not rows:
         return []
     path = f"{root}/{METHODS_EXPERIMENT}"
+    spec = resolve_cpus(spec)
     trainable = tune.with_resources(train_trial, trial_resources(spec.resources))
     if prepare_resume(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)

@@ -55,6 +55,7 @@ from ray.util.queue import Empty, Queue
 from str_core.train import LAST_CHECKPOINT, Trainer, build_run
 from strsearch.spec import Resources, SearchSpec
 from workers import heap
+from workers.cpus import trial_threads
 from workers.reporting import EpochReporter
 from workers.tracking import trial_trackers
 from workers.trial_config import trial_config
@@ -78,7 +79,13 @@ def trial_resources(resources: Resources) -> dict[str, float]:
     data-parallel."""
     if resources.workers_per_trial > 1:
         return dict(DRIVER_RESOURCES)
-    return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+    return {"cpu": _cpus(resources), "gpu": resources.gpus_per_trial}
+
+
+def _cpus(resources: Resources) -> float:
+    if resources.cpus_per_trial is None:
+        raise ValueError("resources.cpus_per_trial is unresolved: use workers.cpus.resolve_cpus")
+    return resources.cpus_per_trial
 
 
 # ------------------------------------------------------------------------------------- workers
@@ -101,7 +108,7 @@ def train_worker(config: dict[str, Any]) -> None:
     weight_decay, s_init = float(config["weight_decay"]), float(config["s_init"])
     trial = trial_config(spec, weight_decay=weight_decay, s_init=s_init)
     train_cfg = dataclasses.replace(trial.train, device=str(ray.train.torch.get_device()))
-    torch.set_num_threads(max(1, int(spec.resources.cpus_per_trial)))
+    torch.set_num_threads(trial_threads(spec.resources))
 
     workdir = Path(tempfile.mkdtemp(prefix="strsearch-worker-"))
     try:
@@ -213,7 +220,7 @@ def train_trial_data_parallel(config: dict[str, Any]) -> None:
     # this process is the trial's alone (no actor reuse); Train passes the value to its controller
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
     use_gpu = res.gpus_per_trial > 0
-    per_worker = {"CPU": res.cpus_per_trial} | ({"GPU": res.gpus_per_trial} if use_gpu else {})
+    per_worker = {"CPU": _cpus(res)} | ({"GPU": res.gpus_per_trial} if use_gpu else {})
     storage = tune.get_context().get_storage()
     filesystem = storage.storage_filesystem
     _wipe(filesystem, f"{storage.trial_fs_path}/{RUN_NAME}")

@@ -26,6 +26,8 @@ from str_core.config import DataConfig
 from str_core.data import load_dataset
 from str_core.models import get_model_info
 from strsearch.spec import SearchSpec
+from workers import _bracket
+from workers.cpus import resolve_cpus
 from workers.data_parallel import trial_resources
 from workers.experiment_state import StateBackup, is_local, prepare_resume
 from workers.progress import Fanout, ProgressRelay, SearchListener, listening, trial_view
@@ -87,13 +89,16 @@ def storage_uri(storage_path: str | Path | None) -> str:
 
 
 def build_searcher(spec: SearchSpec) -> SparsitySearcher:
-    """The :class:`SparsitySearcher` of ``spec``: its band, λ window, ``s_init`` lanes, budget."""
+    """The :class:`SparsitySearcher` of ``spec``: its band, λ window, ``s_init`` lanes, budget,
+    and a first trial that leans further towards the target when trials run one at a time."""
+    one_at_a_time = spec.search.parallel_trials == 1
     return SparsitySearcher(
         target=spec.target_sparsity,
         tolerance=spec.tolerance,
         lambda_range=(spec.search.lambda_min, spec.search.lambda_max),
         s_inits=spec.search.s_init,
         max_trials=spec.search.max_trials,
+        start_pull=_bracket.ONE_AT_A_TIME_PULL if one_at_a_time else _bracket.START_PULL,
     )
 
 
@@ -143,13 +148,17 @@ def run_search(
         # never mix a fresh experiment's trials into an earlier one's folder
         name = f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     path = f"{storage}/{name}"
-    trainable = tune.with_resources(train_trial, trial_resources(spec.resources))
+    # the experiment is named after the spec as given; its trials get the CPUs resolved here
+    trial_spec = resolve_cpus(spec)
+    trainable = tune.with_resources(train_trial, trial_resources(trial_spec.resources))
     settings = tracking or TrackingSettings()
     job_id = job_id or f"{name}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
     job = None
     if settings.enabled:
-        job = JobTracker.open(spec, job_id, settings, method=method, parent_run_id=parent_run_id)
-    param_space: dict[str, Any] = {"spec": spec.model_dump(mode="json"), "method": method}
+        job = JobTracker.open(
+            trial_spec, job_id, settings, method=method, parent_run_id=parent_run_id
+        )
+    param_space: dict[str, Any] = {"spec": trial_spec.model_dump(mode="json"), "method": method}
     if job is not None:
         param_space["tracking"] = job.tracking.to_dict()
 

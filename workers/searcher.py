@@ -123,10 +123,14 @@ class SparsitySearcher(Searcher):
         lambda_ceiling: largest λ ever suggested.
         expand_factor: largest factor between the last one-sided λ and the next.
         max_failures: a lane whose last this-many finished trials all failed is given up.
+        start_pull: how far, in ``[0, 1]``, the first trial of a lane goes from the middle of
+            ``lambda_range`` towards where a prior response puts the target
+            (:data:`workers._bracket.ONE_AT_A_TIME_PULL` suits one trial at a time).
 
     Raises:
         ValueError: on a target band outside ``(0, 1)``, an empty, repeated or non-finite
-            ``s_inits``, ``max_trials`` or ``max_failures`` below 1, or inconsistent λ limits.
+            ``s_inits``, ``max_trials`` or ``max_failures`` below 1, inconsistent λ limits, or
+            ``start_pull`` outside ``[0, 1]``.
     """
 
     CKPT_FILE_TMPL = "sparsity-searcher-state-{}.json"
@@ -145,6 +149,7 @@ class SparsitySearcher(Searcher):
         lambda_ceiling: float = 10.0,
         expand_factor: float = 10.0,
         max_failures: int = 3,
+        start_pull: float = _bracket.START_PULL,
     ) -> None:
         super().__init__(metric=metric, mode=None)
         self._configure(
@@ -159,6 +164,7 @@ class SparsitySearcher(Searcher):
             lambda_ceiling=lambda_ceiling,
             expand_factor=expand_factor,
             max_failures=max_failures,
+            start_pull=start_pull,
         )
         self._trials: dict[str, _Trial] = {}
         self._completed: list[str] = []
@@ -178,6 +184,7 @@ class SparsitySearcher(Searcher):
         lambda_ceiling: float,
         expand_factor: float,
         max_failures: int,
+        start_pull: float = _bracket.START_PULL,  # absent from states saved before it existed
     ) -> None:
         """Validate and set the configuration (shared by ``__init__`` and state loading)."""
         band = _bracket.Band(float(target), float(tolerance))
@@ -192,6 +199,8 @@ class SparsitySearcher(Searcher):
             raise ValueError(f"max_trials must be at least 1 or None, got {max_trials}")
         if max_failures < 1:
             raise ValueError(f"max_failures must be at least 1, got {max_failures}")
+        if not 0.0 <= start_pull <= 1.0:
+            raise ValueError(f"start_pull must be within [0, 1], got {start_pull}")
         self._band = band
         self._limits = limits
         self._floor = float(lambda_floor)
@@ -202,6 +211,7 @@ class SparsitySearcher(Searcher):
         self._metric_key = metric
         self._accuracy_key = accuracy_metric
         self._max_failures = max_failures
+        self._start_pull = float(start_pull)
         self._config: dict[str, Any] = {
             "target": band.target,
             "tolerance": band.tolerance,
@@ -214,6 +224,7 @@ class SparsitySearcher(Searcher):
             "lambda_ceiling": float(lambda_ceiling),
             "expand_factor": float(expand_factor),
             "max_failures": max_failures,
+            "start_pull": float(start_pull),
         }
 
     # ----------------------------------------------------------------------------- Tune API
@@ -493,7 +504,9 @@ class SparsitySearcher(Searcher):
                 return _bracket.Decision("exhausted", reason=f"the last {streak} trials failed")
         pending = [t.x for t in self._trials.values() if t.lane == lane and t.status == "pending"]
         failed = [t.x for t in done if t.status == "failed"]
-        return _bracket.decide(observations, pending, failed, self._band, self._limits)
+        return _bracket.decide(
+            observations, pending, failed, self._band, self._limits, self._start_pull
+        )
 
     def _digest(self, result: Mapping[str, Any]) -> dict[str, Any]:
         """The few result values the searcher keeps, JSON-safe (non-finite numbers dropped)."""

@@ -21,6 +21,7 @@ from str_core.pruning import pruning_callbacks
 from str_core.train import LAST_CHECKPOINT, Trainer, build_run
 from strsearch.spec import SearchSpec
 from workers import heap
+from workers.cpus import trial_threads
 from workers.data_parallel import train_trial_data_parallel
 from workers.reporting import EpochReporter, band_rule
 from workers.tracking import trial_trackers
@@ -61,7 +62,7 @@ def train_trial(config: dict[str, Any]) -> None:
         trial = trial_config(spec, weight_decay=weight_decay, s_init=s_init)
         extra = {"weight_decay": weight_decay, "s_init": s_init}
         reporter_rule = band_rule(spec, trial.train.epochs)
-    torch.set_num_threads(max(1, int(spec.resources.cpus_per_trial)))
+    torch.set_num_threads(trial_threads(spec.resources))
 
     workdir = Path(tempfile.mkdtemp(prefix="strsearch-trial-"))
     try:

@@ -58,7 +58,7 @@ def _spec_template(
         int | None, typer.Option(help="Trial budget (default 12).", rich_help_panel=SPEC_PANEL)
     ] = None,
     parallel: Annotated[
-        int | None, typer.Option(help="Trials at a time (default 2).", rich_help_panel=SPEC_PANEL)
+        int | None, typer.Option(help="Trials at a time (default 1).", rich_help_panel=SPEC_PANEL)
     ] = None,
     s_init: Annotated[
         list[float] | None,
@@ -74,7 +74,11 @@ def _spec_template(
     ] = None,
     cpus_per_trial: Annotated[
         float | None,
-        typer.Option(help="CPUs per trial (default 1).", rich_help_panel=SPEC_PANEL),
+        typer.Option(
+            help="CPUs per trial (default: the cluster's CPUs shared among the trials that run "
+            "at once, at most 4).",
+            rich_help_panel=SPEC_PANEL,
+        ),
     ] = None,
     gpus_per_trial: Annotated[
         float | None,
@@ -95,7 +99,7 @@ def _spec_template(
         bool | None,
         typer.Option(
             "--early-stopping/--no-early-stopping",
-            help="Stop trials that can no longer land in the band (default off).",
+            help="Stop trials that can no longer land in the band (default on).",
             rich_help_panel=SPEC_PANEL,
         ),
     ] = None,

@@ -8,11 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
+from benchmarks.search_efficiency import bench_spec
 from benchmarks.searcher_replay import (
     SLOTS,
     TrajectoryCache,
     main,
+    make_searcher,
     replay,
     simulate,
     train_trajectory,
@@ -72,10 +75,15 @@ def test_a_simulated_parallel_search_cuts_the_others_when_one_lands() -> None:
     cut = [s for s in r.steps if s.cut]
     assert len(cut) <= SLOTS - 1 and all(0 <= s.epochs <= EPOCHS for s in cut)
     assert len({s.weight_decay for s in r.steps}) == len(r.steps)  # never two trials at one λ
-    # the first round runs two trials at once: the second is proposed before the first reports
-    first_round = [s.weight_decay for s in r.steps[:2]]
+    # the first round runs two trials at once: both are proposed before either reports
+    spec = bench_spec("mnist1d", 0.95, epochs=EPOCHS, budget=12, parallel=SLOTS)
+    searcher = make_searcher("ours", spec)
+    proposed = [searcher.suggest(f"t{i}") for i in range(SLOTS)]
+    first_round = sorted(float(p["weight_decay"]) for p in proposed if isinstance(p, dict))
+    assert sorted(s.weight_decay for s in r.steps[:2]) == first_round
+    # one trial at a time, the first trial leans further towards the target (_bracket)
     sequential = replay("ours-seq", "mnist1d", 0.95, made_up, epochs=EPOCHS)
-    assert sequential.steps[0].weight_decay in first_round
+    assert sequential.steps[0].weight_decay > float(proposed[0]["weight_decay"])  # type: ignore[index]
     assert simulate("ours", "mnist1d", 0.95, made_up, epochs=EPOCHS, seed=0) == r  # seeded
 
 
@@ -108,6 +116,10 @@ def test_a_real_trial_records_its_sparsity_after_every_epoch() -> None:
     sparsities = train_trajectory("digits", 5e-3, 2)
     assert len(sparsities) == 2 and all(0.0 < s < 1.0 for s in sparsities)
     assert sparsities == train_trajectory("digits", 5e-3, 2), "training is deterministic"
+    before = torch.get_num_threads()
+    two = train_trajectory("digits", 5e-3, 2, threads=2)
+    assert torch.get_num_threads() == before, "the caller's thread count is restored"
+    assert two == pytest.approx(sparsities, abs=0.01)  # other rounding, the same training
 
 
 def test_main_prints_the_tables_from_a_filled_cache(
@@ -117,6 +129,8 @@ def test_main_prints_the_tables_from_a_filled_cache(
     filled = TrajectoryCache(path, EPOCHS, made_up)
     for method in ("ours-seq", "bisection"):
         replay(method, "digits", 0.9, filled, epochs=EPOCHS)
+    for seed in range(3):
+        simulate("ours", "digits", 0.9, filled, epochs=EPOCHS, seed=seed)
     out = tmp_path / "replays.json"
     args = ["--datasets", "digits", "--targets", "0.9", "--methods", "ours-seq", "bisection"]
     assert main([*args, "--cache", str(path), "--json", str(out)]) == 0
@@ -128,4 +142,5 @@ def test_main_prints_the_tables_from_a_filled_cache(
     args = ["--datasets", "digits", "--targets", "0.9", "--methods", "ours", "--seeds", "3"]
     assert main([*args, "--cache", str(path), "--json", str(out)]) == 0
     assert [r["seed"] for r in json.loads(out.read_text())] == [0, 1, 2]
-    assert "| ours | 3/3 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| ours | 3/3 |" in printed and "0 trainings added" in printed

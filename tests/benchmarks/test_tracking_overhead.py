@@ -111,6 +111,11 @@ def test_machine_state_lists_other_benchmark_processes() -> None:
         [sys.executable, "-c", "import time; time.sleep(30)", "benchmarks.pretend"]
     )
     try:
+        # under load the child may not have exec'd yet: wait until its command line shows
+        cmdline = Path(f"/proc/{other.pid}/cmdline")
+        deadline = time.monotonic() + 20
+        while b"benchmarks.pretend" not in cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.05)
         state = machine_state()
     finally:
         other.kill()

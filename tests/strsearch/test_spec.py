@@ -105,11 +105,24 @@ def test_a_comparisons_trial_budget_counts_searches_seeds_and_methods() -> None:
     assert spec.trial_budget() == 2 * (5 + 2) + 2 * 3
 
 
+# The defaults of search.parallel_trials, search.early_stopping and resources.cpus_per_trial
+# until 2026-12-06: a spec that spells them out keeps the fingerprint it had then.
+OLD_DEFAULTS = {
+    "search": {"parallel_trials": 2, "early_stopping": False},
+    "resources": {"cpus_per_trial": 1.0},
+}
+
+
 def test_fields_added_later_leave_a_searchs_fingerprint_as_it_was() -> None:
-    spec = SearchSpec.parse(BASE)
+    spec = SearchSpec.parse(BASE | OLD_DEFAULTS)
     # the fingerprint of this spec before comparisons and penalties existed
     assert spec.fingerprint() == "673a6bc37d"
-    explicit = SearchSpec.parse(BASE | {"training": {"penalty": "l2"}, "methods": None})
+    explicit = SearchSpec.parse(
+        BASE | OLD_DEFAULTS | {"training": {"penalty": "l2"}, "methods": None}
+    )
     assert explicit.fingerprint() == spec.fingerprint()
-    assert SearchSpec.parse(BASE | {"training": {"penalty": "l1"}}).fingerprint() != "673a6bc37d"
-    assert SearchSpec.parse(BASE | {"methods": ["gmp"]}).fingerprint() != "673a6bc37d"
+    l1 = BASE | OLD_DEFAULTS | {"training": {"penalty": "l1"}}
+    assert SearchSpec.parse(l1).fingerprint() != "673a6bc37d"
+    gmp = BASE | OLD_DEFAULTS | {"methods": ["gmp"]}
+    assert SearchSpec.parse(gmp).fingerprint() != "673a6bc37d"
+    assert SearchSpec.parse(BASE).fingerprint() != "673a6bc37d"  # the defaults changed

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from strsearch.spec import SearchSpec
 from workers import _bracket
+from workers.search import build_searcher
 from workers.searcher import SparsitySearcher
 
 Response = Callable[[float], float]
@@ -240,7 +242,10 @@ def test_a_pending_trial_caps_a_one_sided_proposal() -> None:
     limits = _bracket.Limits.from_lambdas((1e-4, 1e-1), 1e-7, 10.0, 10.0)
     stopped_above = [_bracket.Observation(math.log(0.03), _bracket.ABOVE)]  # a bare bound
     alone = _bracket.decide(stopped_above, [], [], band, limits).x
-    assert alone == pytest.approx(math.log(0.003)), "no value: a full expansion step down"
+    assert alone == pytest.approx(math.log(0.015)), "no value above: a factor 2 down"
+    below = [_bracket.Observation(math.log(0.003), _bracket.BELOW)]
+    up = _bracket.decide(below, [], [], band, limits).x
+    assert up == pytest.approx(math.log(0.03)), "no value below: a full expansion step up"
     pending = math.log(0.01)
     capped = _bracket.decide(stopped_above, [pending], [], band, limits).x
     assert capped is not None and pending < capped < math.log(0.03)
@@ -293,6 +298,46 @@ def test_first_suggestion_leans_from_the_middle_towards_the_target(target: float
     middle = math.sqrt(1e-4 * 1e-1)
     lean = _bracket.START_PULL * _bracket.logit(target) / _bracket.PRIOR_SLOPE
     assert first["weight_decay"] == pytest.approx(middle * math.exp(lean), rel=1e-3)
+
+
+def test_one_trial_at_a_time_the_first_trial_leans_further_towards_the_target() -> None:
+    firsts = {}
+    for parallel in (1, 2):
+        spec = SearchSpec.parse(
+            {"model": "digits_cnn", "dataset": "digits", "target_sparsity": 0.9,
+             "search": {"parallel_trials": parallel}}
+        )  # fmt: skip
+        first = build_searcher(spec).suggest("a")
+        assert isinstance(first, dict)
+        firsts[parallel] = first["weight_decay"]
+    middle = math.sqrt(1e-4 * 1e-1)
+    for parallel, pull in ((1, _bracket.ONE_AT_A_TIME_PULL), (2, _bracket.START_PULL)):
+        lean = pull * _bracket.logit(0.9) / _bracket.PRIOR_SLOPE
+        assert firsts[parallel] == pytest.approx(middle * math.exp(lean), rel=1e-3)
+    assert firsts[1] > firsts[2]
+
+
+def test_a_collapsed_first_trial_sends_the_next_one_a_factor_two_down() -> None:
+    searcher = SparsitySearcher(target=0.98)
+    first = searcher.suggest("a")
+    assert isinstance(first, dict)
+    searcher.on_trial_complete("a", result(1.0))  # every weight pruned: no usable logit
+    second = searcher.suggest("b")
+    assert isinstance(second, dict)
+    assert second["weight_decay"] == pytest.approx(first["weight_decay"] / 2, rel=1e-3)
+    # an early-stopped bound above the band without an estimate says as little
+    searcher.on_trial_complete("b", result(0.999, band_stop="above"))
+    third = searcher.suggest("c")
+    assert isinstance(third, dict)
+    assert third["weight_decay"] == pytest.approx(second["weight_decay"] / 2, rel=1e-3)
+
+
+def test_a_state_saved_before_start_pull_existed_restores_with_the_old_pull() -> None:
+    saved = SparsitySearcher(target=0.9).state_dict()
+    del saved["config"]["start_pull"]
+    restored = SparsitySearcher(target=0.9, start_pull=_bracket.ONE_AT_A_TIME_PULL)
+    restored.load_state_dict(saved)
+    assert restored.suggest("a") == {"weight_decay": FIRST_AT_90, "s_init": -5.0}
 
 
 @pytest.mark.parametrize(
@@ -628,6 +673,7 @@ def test_set_search_properties_accepts_anything() -> None:
         ({"target": 0.9, "lambda_range": (1e-2, 1e-3)}, "lambda_range"),
         ({"target": 0.9, "lambda_floor": 1e-3}, "lambda_floor"),
         ({"target": 0.9, "expand_factor": 0.5}, "expand_factor"),
+        ({"target": 0.9, "start_pull": 1.5}, "start_pull"),
     ],
 )
 def test_constructor_rejects_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
