@@ -97,10 +97,16 @@ GOAL = 0.05
 EXPERIMENT = "tracking-overhead"
 
 
-def trial_spec(setup: str, epochs: int | None = None) -> SearchSpec:
-    """The default search spec of a built-in setup (``epochs`` overrides the recipe's 30)."""
+def trial_spec(setup: str, epochs: int | None = None, threads: int = 1) -> SearchSpec:
+    """The default search spec of a built-in setup (``epochs`` overrides the recipe's 30), its
+    trial on ``threads`` threads (the spec's ``cpus_per_trial``)."""
     model, dataset = SETUPS[setup]
-    data: dict[str, Any] = {"model": model, "dataset": dataset, "target_sparsity": TARGET_SPARSITY}
+    data: dict[str, Any] = {
+        "model": model,
+        "dataset": dataset,
+        "target_sparsity": TARGET_SPARSITY,
+        "resources": {"cpus_per_trial": threads},
+    }
     if epochs is not None:
         data["training"] = {"epochs": epochs}
     return SearchSpec.parse(data)
@@ -287,7 +293,14 @@ def run_trial(
 
 
 def time_setup(
-    setup: str, job: Job, *, arms: Sequence[str], repeats: int, epochs: int | None, warmup: bool
+    setup: str,
+    job: Job,
+    *,
+    arms: Sequence[str],
+    repeats: int,
+    epochs: int | None,
+    warmup: bool,
+    threads: int = 1,
 ) -> list[TrialTiming]:
     """Train the setup's trial ``repeats`` times per arm, the arms interleaved round by round
     and rotated from round to round, so no arm always runs first or after another.
@@ -299,13 +312,14 @@ def time_setup(
         repeats: timed rounds.
         epochs: epochs per trial (``None``: the recipe's 30).
         warmup: run one untimed round of 2-epoch trials first (repeat ``-1`` in the result).
+        threads: the trials' threads.
 
     Returns:
         One timing per trial, in run order.
     """
     timings = []
-    rounds = ([(-1, trial_spec(setup, epochs=2))] if warmup else []) + [
-        (r, trial_spec(setup, epochs)) for r in range(repeats)
+    rounds = ([(-1, trial_spec(setup, 2, threads))] if warmup else []) + [
+        (r, trial_spec(setup, epochs, threads)) for r in range(repeats)
     ]
     for repeat, spec in rounds:
         turn = max(repeat, 0) % len(arms)  # each arm takes each place in the round in turn
@@ -484,6 +498,7 @@ def run_benchmark(
     epochs: int | None = None,
     warmup: bool = True,
     tracking_uri: str | None = None,
+    threads: int = 1,
 ) -> tuple[list[ArmSummary], list[TrialTiming]]:
     """Time the arms on each setup against one tracking server.
 
@@ -494,6 +509,8 @@ def run_benchmark(
         epochs: epochs per trial (``None``: the recipe's 30).
         warmup: one untimed round of 2-epoch trials per setup first.
         tracking_uri: an existing server; ``None`` starts one for the run and stops it after.
+        threads: the trials' threads (1: a trial of two at a time; the machine's CPUs, up to 4:
+            one trial at a time, the default since 2026-12-06).
 
     Returns:
         The summaries (one per setup and arm) and every trial's timing.
@@ -513,7 +530,13 @@ def run_benchmark(
         try:
             for setup in setups:
                 timings += time_setup(
-                    setup, job, arms=arms, repeats=repeats, epochs=epochs, warmup=warmup
+                    setup,
+                    job,
+                    arms=arms,
+                    repeats=repeats,
+                    epochs=epochs,
+                    warmup=warmup,
+                    threads=threads,
                 )
         finally:
             job.client.set_terminated(job.tracking.parent_run_id, "FINISHED")
@@ -594,6 +617,7 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="start the server with artifacts uploaded over HTTP (as to a shared server)",
     )
     parser.add_argument("--json", type=Path, help="write summaries, trials and metadata here")
+    parser.add_argument("--threads", type=int, default=1, help="threads of every trial (1)")
     return parser.parse_args(argv)
 
 
@@ -616,6 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             epochs=epochs,
             warmup=not (args.quick or args.no_warmup),
             tracking_uri=uri,
+            threads=args.threads,
         )
     meta["machine_after"] = machine_state()
     print(format_table(summaries))

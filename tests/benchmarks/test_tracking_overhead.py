@@ -95,6 +95,12 @@ def test_format_table_has_one_row_per_arm_and_no_phases_for_off() -> None:
     assert lines[3].endswith("| 10.00 | 1.429 |" + cells)
 
 
+def test_the_trial_gets_the_threads_asked_for() -> None:
+    assert trial_spec("digits").resources.cpus_per_trial == 1  # as measured before 2026-12-06
+    spec = trial_spec("mnist1d", 3, threads=2)
+    assert spec.resources.cpus_per_trial == 2 and spec.training.epochs == 3
+
+
 def test_run_benchmark_rejects_unknown_names_and_a_missing_baseline() -> None:
     for kwargs in (
         {"setups": ["cifar10"]},
@@ -162,7 +168,7 @@ def test_quick_run_trains_both_arms_against_its_own_server_and_stops_it(
 ) -> None:
     uri_before = os.environ.get("MLFLOW_TRACKING_URI")
     out = tmp_path / "result.json"
-    assert main(["--quick", "--json", str(out)]) == 0
+    assert main(["--quick", "--threads", "2", "--json", str(out)]) == 0
     payload = json.loads(out.read_text())
     off, on = payload["summaries"]
     assert (off["setup"], off["arm"], on["arm"]) == ("digits", "off", "on")

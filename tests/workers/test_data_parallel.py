@@ -18,7 +18,7 @@ from workers.data_parallel import DRIVER_RESOURCES, RUN_NAME, trial_resources
 SPEC = {
     "model": "digits_cnn",
     "dataset": "digits",
-    "target_sparsity": 0.8,
+    "target_sparsity": 0.7,  # the first λ (0.013) trains to over 50% accuracy in 3 epochs
     "tolerance": 0.01,
     "training": {"epochs": 3},
     "search": {"max_trials": 1, "parallel_trials": 1, "lambda_min": 1e-3, "lambda_max": 5e-2},

@@ -21,6 +21,7 @@ from str_core.train import EpochMetrics
 from str_core.train.callbacks import LayerSnapshot
 from strsearch.spec import SearchSpec
 from workers import run_search
+from workers.cpus import resolve_cpus
 from workers.mlflow_server import LocalServer
 from workers.tracking import (
     JOB_TAG,
@@ -83,7 +84,9 @@ def test_a_search_records_parent_and_trial_runs(mlflow_server: LocalServer, tmp_
     parent = parents[0]
     assert parent.data.tags[JOB_TAG] == "job-1"
     assert parent.info.status == "FINISHED"
-    assert parent.data.params == spec_params(spec)
+    # the spec its trials ran: the CPUs left to the cluster resolved (workers/cpus.py)
+    assert parent.data.params == spec_params(resolve_cpus(spec))
+    assert parent.data.params["resources.cpus_per_trial"] == "1.0"  # 2 CPUs, 2 trials at once
     assert parent.data.metrics["trials"] == len(result.trials)
     assert parent.data.metrics["total_epochs"] == result.total_epochs
     assert parent.data.metrics["reached"] == float(result.reached)
