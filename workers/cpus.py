@@ -55,6 +55,17 @@ def resolve_cpus(spec: SearchSpec, nodes: Sequence[float] | None = None) -> Sear
     )
 
 
+def reserved_cpus(resources: Resources) -> float:
+    """The CPUs Ray reserves for a trial process.
+
+    Raises:
+        ValueError: the count was left to the cluster and not resolved (:func:`resolve_cpus`).
+    """
+    if resources.cpus_per_trial is None:
+        raise ValueError("resources.cpus_per_trial is unresolved: use workers.cpus.resolve_cpus")
+    return resources.cpus_per_trial
+
+
 def trial_threads(resources: Resources) -> int:
     """PyTorch threads of a trial process: its (resolved) CPUs, whole, at least one; one when
     the spec was not resolved (a trial run outside :func:`workers.run_search`)."""

@@ -55,7 +55,7 @@ from ray.util.queue import Empty, Queue
 from str_core.train import LAST_CHECKPOINT, Trainer, build_run
 from strsearch.spec import Resources, SearchSpec
 from workers import heap
-from workers.cpus import trial_threads
+from workers.cpus import reserved_cpus, trial_threads
 from workers.reporting import EpochReporter
 from workers.tracking import trial_trackers
 from workers.trial_config import trial_config
@@ -79,13 +79,7 @@ def trial_resources(resources: Resources) -> dict[str, float]:
     data-parallel."""
     if resources.workers_per_trial > 1:
         return dict(DRIVER_RESOURCES)
-    return {"cpu": _cpus(resources), "gpu": resources.gpus_per_trial}
-
-
-def _cpus(resources: Resources) -> float:
-    if resources.cpus_per_trial is None:
-        raise ValueError("resources.cpus_per_trial is unresolved: use workers.cpus.resolve_cpus")
-    return resources.cpus_per_trial
+    return {"cpu": reserved_cpus(resources), "gpu": resources.gpus_per_trial}
 
 
 # ------------------------------------------------------------------------------------- workers
@@ -220,7 +214,7 @@ def train_trial_data_parallel(config: dict[str, Any]) -> None:
     # this process is the trial's alone (no actor reuse); Train passes the value to its controller
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
     use_gpu = res.gpus_per_trial > 0
-    per_worker = {"CPU": _cpus(res)} | ({"GPU": res.gpus_per_trial} if use_gpu else {})
+    per_worker = {"CPU": reserved_cpus(res)} | ({"GPU": res.gpus_per_trial} if use_gpu else {})
     storage = tune.get_context().get_storage()
     filesystem = storage.storage_filesystem
     _wipe(filesystem, f"{storage.trial_fs_path}/{RUN_NAME}")
