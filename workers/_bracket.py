@@ -70,9 +70,9 @@ COLLAPSE_STEP = math.log(2.0)
 """Largest step down from results that all lie above the band without a usable value (collapsed
 networks at sparsity ≈ 1, or bounds without an estimate). STR's sparsity jumps from about 97% to
 100% within a factor of 1.5 in λ, so the band of a high target lies just below a collapse, not a
-full expansion step (10×) below it. Replayed (the :data:`ONE_AT_A_TIME_PULL` set-up): 913 epochs
+full expansion step (10×) below it. Replayed (the :data:`ONE_AT_A_TIME_PULL` set-up): 917 epochs
 on the 38 targets instead of 936 with the full step; MNIST-1D at 98%, whose first trial
-collapses, 29 instead of 43."""
+collapses, 33 instead of 43 (57 → 13 through Ray, two threads per trial)."""
 MIN_STEP = 0.02
 """Smallest move in ln λ past the last one-sided result (2%)."""
 START_PULL = 0.5

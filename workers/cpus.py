@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from strsearch.spec import Resources, SearchSpec
 
 AUTO_CPU_CAP = 4
-"""Most CPUs a trial gets by default. Measured on the built-in CNNs on a 2-core machine: a
-10-epoch trial trains in about 0.5–0.6× the time with 2 threads as with 1 (docs/benchmarks.md);
+"""Most CPUs a trial gets by default. Measured on the built-in CNNs on a 2-core machine: a trial
+trains in about 0.45–0.75× the time with 2 threads as with 1 (docs/benchmarks.md);
 more threads were not measured, and small models gain less from each further one. Set
 ``cpus_per_trial`` for large models."""
 
