@@ -34,7 +34,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.tracking_overhead import SETUPS, kept_mlflow_uri, machine_state, tracking_server
+from benchmarks._tracking_env import kept_mlflow_uri, machine_state, tracking_server
+from benchmarks.tracking_overhead import SETUPS
 from strsearch.spec import SearchSpec
 from workers.search import ensure_ray, run_search
 from workers.tracking import TrackingSettings

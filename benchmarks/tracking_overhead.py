@@ -21,16 +21,16 @@ config to the end of ``fit``, so everything the tracker does (finding or creatin
 logging params at the start, per-epoch metrics, waiting for them, budget files, plots and the two
 logged models at the end) is inside it.
 
-The tracker is a subclass of ``TrialTracker`` that only times its own work, which splits the added
-time into phases: ``start`` (client, run lookup and creation, params), ``epochs`` (the per-epoch
-hook: queueing the epoch's metrics and, every 2 s, handing the queue to the tracker's sender
-thread), ``flush`` (sending the rest and waiting for that thread at the end), ``plots`` (budget
-CSV/JSON and the two figures rendered to PNG), ``upload`` (those four files), ``end`` (marking the
-run finished) and ``models`` (``mlflow.pytorch.log_model`` of the STR and the densified model, and
-the model URI tag). What the medians differ by beyond these phases is ``indirect``: the sender
-thread and the server competing with training for the CPU, plus noise. Before and after every
-trial the benchmark lists other ``benchmarks.*`` processes, so a table measured on a busy machine
-says so.
+The tracker is a subclass of ``TrialTracker`` (:mod:`benchmarks._timed_tracker`) that only times its
+own work, which splits the added time into phases: ``start`` (client, run lookup and creation,
+params), ``epochs`` (the per-epoch hook: queueing the epoch's metrics and, every 2 s, handing the
+queue to the tracker's sender thread), ``flush`` (sending the rest and waiting for that thread at
+the end), ``plots`` (budget CSV/JSON and the two figures rendered to PNG), ``upload`` (those four
+files), ``end`` (marking the run finished) and ``models`` (``mlflow.pytorch.log_model`` of the STR
+and the densified model, and the model URI tag). What the medians differ by beyond these phases is
+``indirect``: the sender thread and the server competing with training for the CPU, plus noise.
+Before and after every trial the benchmark lists other ``benchmarks.*`` processes, so a table
+measured on a busy machine says so.
 
 Arms (``--arms``, in the given order in the first round, rotated by one place each round):
 ``off``; ``on`` (the tracker as the workers use it); ``no-models`` (the same with
@@ -46,7 +46,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -56,31 +55,27 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.tracking._tracking_service.utils as mlflow_uri_state
 import torch
 from mlflow.tracking import MlflowClient
 
+from benchmarks._timed_tracker import PHASES, TimedTrialTracker
+from benchmarks._tracking_env import kept_mlflow_uri, machine_state, tracking_server
 from str_core.train import Callback, EpochMetrics, Trainer, build_run
 from strsearch.spec import SearchSpec
 from workers.cpus import trial_threads
-from workers.mlflow_server import start_server, stop_server
 from workers.tracking import (
     JOB_TAG,
     KIND_TAG,
-    TrialTracker,
     TrialTracking,
 )
 from workers.trial_config import trial_config
-
-PHASES = ("start", "epochs", "flush", "plots", "upload", "end", "models")
-"""Phases of the tracker's own time, in the order they happen (see the module docstring)."""
 
 SETUPS: dict[str, tuple[str, str]] = {
     "digits": ("digits_cnn", "digits"),
@@ -110,88 +105,6 @@ def trial_spec(setup: str, epochs: int | None = None, threads: int = 1) -> Searc
     if epochs is not None:
         data["training"] = {"epochs": epochs}
     return SearchSpec.parse(data)
-
-
-class _TimedClient(MlflowClient):
-    """An ``MlflowClient`` that adds the time of its artifact uploads and run ends to ``seconds``
-    (``upload`` and ``end``)."""
-
-    def __init__(self, tracking_uri: str, seconds: dict[str, float]) -> None:
-        super().__init__(tracking_uri)
-        self.seconds = seconds
-
-    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
-        started = time.perf_counter()
-        try:
-            super().log_artifacts(run_id, local_dir, artifact_path)
-        finally:
-            self.seconds["upload"] += time.perf_counter() - started
-
-    def set_terminated(
-        self, run_id: str, status: str | None = None, end_time: int | None = None
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            super().set_terminated(run_id, status, end_time)
-        finally:
-            self.seconds["end"] += time.perf_counter() - started
-
-
-class TimedTrialTracker(TrialTracker):
-    """A :class:`TrialTracker` that adds the wall time of its own work to :attr:`seconds`.
-
-    Behaviour is the parent's: sending the last epochs and waiting for every batch at the start
-    of ``on_train_end`` is timed as ``flush``; its client is an ``MlflowClient`` that times its
-    uploads and run ends. ``plots`` is the rest of ``on_train_end``: the budget CSV/JSON and the
-    two figures rendered to PNG.
-    """
-
-    def __init__(
-        self,
-        tracking: TrialTracking,
-        trial_id: str,
-        spec: SearchSpec,
-        weight_decay: float,
-        s_init: float,
-    ) -> None:
-        started = time.perf_counter()
-        super().__init__(tracking, trial_id, spec, weight_decay, s_init)
-        self.seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
-        self.client = _TimedClient(tracking.tracking_uri, self.seconds)
-        self.seconds["start"] = time.perf_counter() - started
-
-    @contextlib.contextmanager
-    def timed(self, phase: str) -> Iterator[None]:
-        """Add the time spent in the block to ``seconds[phase]``."""
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[phase] += time.perf_counter() - started
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        with self.timed("start"):
-            super().on_train_start(trainer)
-
-    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
-        with self.timed("epochs"):
-            super().on_epoch_end(trainer, metrics)
-
-    def flush(self) -> None:
-        with self.timed("flush"):
-            super().flush()
-
-    def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
-        timed = ("flush", "upload", "end", "models")
-        before = sum(self.seconds[p] for p in timed)
-        started = time.perf_counter()
-        super().on_train_end(trainer, history)
-        inside = sum(self.seconds[p] for p in timed) - before
-        self.seconds["plots"] += time.perf_counter() - started - inside
-
-    def _log_models(self, trainer: Trainer) -> None:
-        with self.timed("models"):
-            super()._log_models(trainer)
 
 
 ARMS: dict[str, type[TimedTrialTracker] | None] = {
@@ -456,40 +369,6 @@ def goal_report(rows: Sequence[ArmSummary], goal: float = GOAL) -> list[str]:
     return lines
 
 
-@contextlib.contextmanager
-def kept_mlflow_uri() -> Iterator[None]:
-    """Put MLflow's process-wide tracking URI and ``MLFLOW_TRACKING_URI`` back on exit.
-
-    ``TrialTracker._log_models`` calls ``mlflow.set_tracking_uri``, which also sets the variable;
-    left alone, a caller's later MLflow calls would go to the benchmark's stopped server.
-    """
-    saved_uri = mlflow_uri_state._tracking_uri
-    saved_env = os.environ.get("MLFLOW_TRACKING_URI")
-    try:
-        yield
-    finally:
-        mlflow_uri_state.set_tracking_uri(saved_uri)  # type: ignore[arg-type]  # None: unset
-        if saved_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env
-
-
-@contextlib.contextmanager
-def tracking_server(uri: str | None = None, *, proxy_artifacts: bool = False) -> Iterator[str]:
-    """Yield ``uri``, or start a real ``mlflow server`` in a temporary folder (proxying artifacts
-    when asked), yield its URL and stop it (and remove the folder) on exit."""
-    if uri is not None:
-        yield uri
-        return
-    with tempfile.TemporaryDirectory(prefix="tracking-overhead-") as tmp:
-        server = start_server(Path(tmp) / "mlflow", proxy_artifacts=proxy_artifacts)
-        try:
-            yield server.url
-        finally:
-            stop_server(server)
-
-
 def run_benchmark(
     setups: Sequence[str] = tuple(SETUPS),
     arms: Sequence[str] = ("off", "on"),
@@ -541,36 +420,6 @@ def run_benchmark(
         finally:
             job.client.set_terminated(job.tracking.parent_run_id, "FINISHED")
     return summarize(timings, epochs or trial_spec(setups[0]).training.epochs), timings
-
-
-def machine_state() -> dict[str, Any]:
-    """What else ran on the machine: load averages and other ``benchmarks.*`` processes (this
-    process and the ones that started it, such as a ``timeout`` wrapper, are not others)."""
-    own = _lineage(os.getpid())
-    others = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            pid = int(cmdline.parent.name)
-            words = cmdline.read_bytes().decode(errors="replace").split("\0")
-        except (OSError, ValueError):
-            continue
-        if pid not in own and any(w.startswith("benchmarks.") for w in words):
-            others.append(" ".join(w for w in words if w))
-    return {"loadavg": os.getloadavg(), "other_benchmarks": sorted(others)}
-
-
-def _lineage(pid: int) -> set[int]:
-    """``pid`` and its ancestors, read from ``/proc/<pid>/stat``."""
-    lineage = set()
-    while pid > 0 and pid not in lineage:
-        lineage.add(pid)
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            break
-        # the parent is the second field after the command, which is in parentheses
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
-    return lineage
 
 
 def _metadata(argv: Sequence[str]) -> dict[str, Any]:

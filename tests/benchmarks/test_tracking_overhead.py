@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._timed_tracker import PHASES
+from benchmarks._tracking_env import kept_mlflow_uri
 from benchmarks.tracking_overhead import (
-    PHASES,
     ArmSummary,
     Job,
     TrialTiming,
     format_table,
     goal_report,
-    kept_mlflow_uri,
-    machine_state,
     main,
     run_benchmark,
     run_trial,
@@ -110,42 +107,6 @@ def test_run_benchmark_rejects_unknown_names_and_a_missing_baseline() -> None:
     ):
         with pytest.raises(ValueError, match="including 'off'"):
             run_benchmark(**kwargs)
-
-
-def test_machine_state_lists_other_benchmark_processes() -> None:
-    other = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)", "benchmarks.pretend"]
-    )
-    try:
-        # under load the child may not have exec'd yet: wait until its command line shows
-        cmdline = Path(f"/proc/{other.pid}/cmdline")
-        deadline = time.monotonic() + 20
-        while b"benchmarks.pretend" not in cmdline.read_bytes() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        state = machine_state()
-    finally:
-        other.kill()
-        other.wait()
-    assert len(state["loadavg"]) == 3
-    assert any("benchmarks.pretend" in line for line in state["other_benchmarks"])
-
-
-def test_machine_state_does_not_count_the_process_that_started_the_benchmark() -> None:
-    # a wrapper such as ``timeout 900 python -m benchmarks.…`` is this process's parent
-    check = (
-        "from benchmarks.tracking_overhead import machine_state; "
-        "print(machine_state()['other_benchmarks'])"
-    )
-    wrapper = f'{sys.executable} -c "{check}" benchmarks.wrapped; true'
-    result = subprocess.run(
-        ["bash", "-c", wrapper, "benchmarks.wrapper"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        check=True,
-    )
-    assert "benchmarks.wrapp" not in result.stdout, result.stdout
 
 
 def _answers(url: str) -> bool:
