@@ -158,18 +158,19 @@ def test_a_search_records_parent_and_trial_runs(mlflow_server: LocalServer, tmp_
     info = mlflow.models.get_model_info(logged["model"].model_uri)
     assert info.signature is not None and info.saved_input_example_info is not None
     # both serve through pyfunc on their saved input example (log_model only warns if not)
-    for name, m in logged.items():
-        served = mlflow.pyfunc.load_model(m.model_uri)
-        saved = mlflow.models.Model.load(m.model_uri).load_input_example(
-            mlflow.artifacts.download_artifacts(m.model_uri, dst_path=str(tmp_path / name))
-        )
+    local = {
+        name: mlflow.artifacts.download_artifacts(m.model_uri, dst_path=str(tmp_path / name))
+        for name, m in logged.items()
+    }
+    for name, folder in local.items():
+        saved = mlflow.models.Model.load(folder).load_input_example(folder)
         assert saved is not None
         with torch.no_grad():
             direct = models[name](torch.from_numpy(np.asarray(saved))).numpy()
-        assert np.allclose(np.asarray(served.predict(saved)), direct, atol=1e-5)
+        served = mlflow.pyfunc.load_model(folder).predict(saved)
+        assert np.allclose(np.asarray(served), direct, atol=1e-5)
     # the model travels with the str_core code it needs: it loads where str_core is not installed
-    local = mlflow.artifacts.download_artifacts(logged["model"].model_uri, dst_path=str(tmp_path))
-    standalone = _outputs_without_str_core(Path(local), example, tmp_path)
+    standalone = _outputs_without_str_core(Path(local["model"]), example, tmp_path)
     assert np.allclose(standalone, b.numpy(), atol=1e-5)
 
     # a landed search registers its best model, tagged with what it achieved
