@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
-
-from mlflow.tracking import MlflowClient
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from str_core.train import EpochMetrics, Trainer
 from strsearch.spec import SearchSpec
@@ -22,38 +21,15 @@ PHASES = ("start", "epochs", "flush", "plots", "upload", "end", "models")
 :mod:`benchmarks.tracking_overhead`)."""
 
 
-class _TimedClient(MlflowClient):
-    """An ``MlflowClient`` that adds the time of its artifact uploads and run ends to ``seconds``
-    (``upload`` and ``end``)."""
-
-    def __init__(self, tracking_uri: str, seconds: dict[str, float]) -> None:
-        super().__init__(tracking_uri)
-        self.seconds = seconds
-
-    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
-        started = time.perf_counter()
-        try:
-            super().log_artifacts(run_id, local_dir, artifact_path)
-        finally:
-            self.seconds["upload"] += time.perf_counter() - started
-
-    def set_terminated(
-        self, run_id: str, status: str | None = None, end_time: int | None = None
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            super().set_terminated(run_id, status, end_time)
-        finally:
-            self.seconds["end"] += time.perf_counter() - started
-
-
 class TimedTrialTracker(TrialTracker):
     """A :class:`TrialTracker` that adds the wall time of its own work to :attr:`seconds`.
 
-    Behaviour is the parent's: sending the last epochs and waiting for every batch at the start
-    of ``on_train_end`` is timed as ``flush``; its client is an ``MlflowClient`` that times its
-    uploads and run ends. ``plots`` is the rest of ``on_train_end``: the budget CSV/JSON and the
-    two figures rendered to PNG.
+    Behaviour is the parent's: waiting for the sender thread's batches at the start of
+    ``on_train_end`` is timed as ``flush``, copying the budget files and figures as ``upload``,
+    logging the models as ``models``, and sending the last epochs with the model tag and ending
+    the run as ``end``. ``plots`` is the rest of ``on_train_end``: waiting for the budget files
+    and figures, which the sender thread writes while the models are logged, beyond the models'
+    own time. :attr:`figure_seconds` is how long that thread took to write them.
     """
 
     def __init__(
@@ -67,7 +43,7 @@ class TimedTrialTracker(TrialTracker):
         started = time.perf_counter()
         super().__init__(tracking, trial_id, spec, weight_decay, s_init)
         self.seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
-        self.client = _TimedClient(tracking.tracking_uri, self.seconds)
+        self.figure_seconds = 0.0
         self.seconds["start"] = time.perf_counter() - started
 
     @contextlib.contextmanager
@@ -87,9 +63,24 @@ class TimedTrialTracker(TrialTracker):
         with self.timed("epochs"):
             super().on_epoch_end(trainer, metrics)
 
-    def flush(self) -> None:
+    def _wait_sent(self) -> None:
         with self.timed("flush"):
-            super().flush()
+            super()._wait_sent()
+
+    def _upload(self, folder: Path) -> None:
+        with self.timed("upload"):
+            super()._upload(folder)
+
+    def _write_files(self, folder: Path, history: list[EpochMetrics]) -> None:
+        started = time.perf_counter()
+        try:
+            super()._write_files(folder, history)
+        finally:
+            self.figure_seconds += time.perf_counter() - started
+
+    def _finish(self, tags: Mapping[str, str]) -> None:
+        with self.timed("end"):
+            super()._finish(tags)
 
     def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
         timed = ("flush", "upload", "end", "models")
@@ -99,6 +90,6 @@ class TimedTrialTracker(TrialTracker):
         inside = sum(self.seconds[p] for p in timed) - before
         self.seconds["plots"] += time.perf_counter() - started - inside
 
-    def _log_models(self, trainer: Trainer) -> None:
+    def _log_models(self, trainer: Trainer) -> str:
         with self.timed("models"):
-            super()._log_models(trainer)
+            return super()._log_models(trainer)

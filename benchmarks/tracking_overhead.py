@@ -22,13 +22,16 @@ logging params at the start, per-epoch metrics, waiting for them, budget files, 
 logged models at the end) is inside it.
 
 The tracker is a subclass of ``TrialTracker`` (:mod:`benchmarks._timed_tracker`) that only times its
-own work, which splits the added time into phases: ``start`` (client, run lookup and creation,
-params), ``epochs`` (the per-epoch hook: queueing the epoch's metrics and, every 2 s, handing the
-queue to the tracker's sender thread), ``flush`` (sending the rest and waiting for that thread at
-the end), ``plots`` (budget CSV/JSON and the two figures rendered to PNG), ``upload`` (those four
-files), ``end`` (marking the run finished) and ``models`` (``mlflow.pytorch.log_model`` of the STR
-and the densified model, and the model URI tag). What the medians differ by beyond these phases is
-``indirect``: the sender thread and the server competing with training for the CPU, plus noise.
+own work, which splits the added time into phases: ``start`` (client, run lookup and creation;
+the params go out on the tracker's sender thread), ``epochs`` (the per-epoch hook: queueing the
+epoch's metrics and, every 5 s, handing the queue to the sender thread), ``flush`` (waiting for
+that thread at the end), ``plots`` (waiting for the budget CSV/JSON and the two PNG figures
+beyond the models' time: the sender thread writes them while the models are logged, and its own
+time for them is the ``figures (thread)`` column), ``upload`` (copying those four files),
+``models`` (the STR and the densified model saved with ``mlflow.pytorch`` and logged to the run)
+and ``end`` (the last epochs' metrics with the model URI tag, and marking the run finished).
+What the medians differ by beyond these phases is ``indirect``: the sender thread and the server
+competing with training for the CPU, plus noise.
 Before and after every trial the benchmark lists other ``benchmarks.*`` processes, so a table
 measured on a busy machine says so.
 
@@ -131,6 +134,8 @@ class TrialTiming:
         test_acc: final test accuracy.
         run_id: the trial's MLflow run, or ``None`` with tracking off.
         concurrent: other ``benchmarks.*`` processes running before or after the trial.
+        figure_seconds: how long the sender thread took to write the budget files and figures,
+            beside the models (not part of ``phases``: only the wait beyond the models is).
     """
 
     setup: str
@@ -142,6 +147,7 @@ class TrialTiming:
     test_acc: float
     run_id: str | None
     concurrent: tuple[str, ...] = ()
+    figure_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -253,6 +259,7 @@ def time_setup(
                     test_acc=final.scalars["test_acc"],
                     run_id=tracker.run_id if tracker else None,
                     concurrent=tuple(dict.fromkeys(others)),
+                    figure_seconds=tracker.figure_seconds if tracker else 0.0,
                 )
             )
             busy = " (another benchmark was running)" if others else ""
@@ -283,6 +290,8 @@ class ArmSummary:
         same_result: every trial of the setup ended at the same sparsity and test accuracy.
         all_seconds: the wall times, in run order.
         overlapped: how many of the trials ran beside another benchmark.
+        figures: median seconds the sender thread took to write the figures (beside the models,
+            so not part of ``own``).
     """
 
     setup: str
@@ -298,6 +307,7 @@ class ArmSummary:
     same_result: bool
     all_seconds: tuple[float, ...] = field(default=())
     overlapped: int = 0
+    figures: float = 0.0
 
 
 def summarize(timings: Sequence[TrialTiming], epochs: int) -> list[ArmSummary]:
@@ -327,6 +337,7 @@ def summarize(timings: Sequence[TrialTiming], epochs: int) -> list[ArmSummary]:
                     same_result=same,
                     all_seconds=tuple(t.seconds for t in trials),
                     overlapped=sum(bool(t.concurrent) for t in trials),
+                    figures=statistics.median(t.figure_seconds for t in trials),
                 )
             )
     return out
@@ -334,9 +345,9 @@ def summarize(timings: Sequence[TrialTiming], epochs: int) -> list[ArmSummary]:
 
 def format_table(rows: Sequence[ArmSummary]) -> str:
     """A Markdown table: median trial time, ratio to ``off``, the added time, the tracker's own
-    time and its phases, and the rest (``indirect``)."""
+    time and its phases, the rest (``indirect``), and the figures' time on the sender thread."""
     header = ["setup", "epochs", "tracking", "trial s", "ratio", "added s", "own s", *PHASES]
-    header.append("indirect")
+    header += ["indirect", "figures (thread)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [r.setup, str(r.epochs), r.arm, f"{r.seconds:.2f}", f"{r.ratio:.3f}"]
@@ -344,7 +355,7 @@ def format_table(rows: Sequence[ArmSummary]) -> str:
             cells += ["–"] * (len(header) - len(cells))
         else:
             cells += [f"{r.added:+.2f}", f"{r.own:.2f}", *(f"{r.phases[p]:.2f}" for p in PHASES)]
-            cells.append(f"{r.indirect:+.2f}")
+            cells += [f"{r.indirect:+.2f}", f"{r.figures:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

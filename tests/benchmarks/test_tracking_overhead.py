@@ -82,13 +82,13 @@ def test_format_table_has_one_row_per_arm_and_no_phases_for_off() -> None:
     phases = dict.fromkeys(PHASES, 0.5)
     rows = [
         ArmSummary("digits", "off", 30, 3, 7.0, 1.0, 0.0, dict.fromkeys(PHASES, 0.0), 0, 0, True),
-        ArmSummary("digits", "on", 30, 3, 10.0, 10 / 7, 3.0, phases, 2.5, 0.5, True),
+        ArmSummary("digits", "on", 30, 3, 10.0, 10 / 7, 3.0, phases, 2.5, 0.5, True, figures=0.2),
     ]
     lines = format_table(rows).splitlines()
     assert len(lines) == 4
-    assert all(line.count("|") == 9 + len(PHASES) for line in lines)
-    assert lines[2].endswith("| 7.00 | 1.000 |" + " – |" * (3 + len(PHASES)))
-    cells = " +3.00 | 2.50 |" + " 0.50 |" * len(PHASES) + " +0.50 |"
+    assert all(line.count("|") == 10 + len(PHASES) for line in lines)
+    assert lines[2].endswith("| 7.00 | 1.000 |" + " – |" * (4 + len(PHASES)))
+    cells = " +3.00 | 2.50 |" + " 0.50 |" * len(PHASES) + " +0.50 | 0.20 |"
     assert lines[3].endswith("| 10.00 | 1.429 |" + cells)
 
 
@@ -160,6 +160,7 @@ def test_arms_track_what_they_say(mlflow_server: LocalServer) -> None:
     assert trackers["off"] is None and on is not None and bare is not None
     assert on.seconds["models"] > 0 and bare.seconds["models"] == 0
     assert all(on.seconds[p] > 0 for p in ("start", "plots", "upload", "end"))
+    assert on.figure_seconds > 0 and bare.figure_seconds > 0  # drawn on the sender thread
     runs = {arm: job.client.get_run(t.run_id) for arm, t in (("on", on), ("no-models", bare))}
     assert all(r.info.status == "FINISHED" for r in runs.values())
     assert all(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -14,19 +15,23 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
+from mlflow.utils import rest_utils
 
 from str_core.layers import STR_LAYER_TYPES
-from str_core.train import EpochMetrics
+from str_core.train import EpochMetrics, Trainer, build_run
 from str_core.train.callbacks import LayerSnapshot
 from strsearch.spec import SearchSpec
 from workers import run_search
 from workers.cpus import resolve_cpus
 from workers.mlflow_server import LocalServer
 from workers.tracking import (
+    CONSTANT_METRICS,
     JOB_TAG,
     KIND_TAG,
     MAX_METRICS_PER_BATCH,
+    MODEL_URI_TAG,
     PARENT_TAG,
     TRIAL_TAG,
     TrackingSettings,
@@ -36,6 +41,7 @@ from workers.tracking import (
     model_name,
     spec_params,
 )
+from workers.trial_config import trial_config
 
 # digits_cnn, 4 epochs: λ 1.3e-2 gives ~54%, 4.4e-2 ~89%; a ±5% band around 70% lands in a few
 SMALL = {
@@ -286,6 +292,7 @@ def test_epochs_are_sent_together_and_a_resumed_trial_fills_its_gap(
     # every epoch on its own
     each = _tracker(mlflow_server, experiment_id, send_seconds=0.0)
     each.on_train_start(SimpleNamespace(rank=0, history=[]))  # type: ignore[arg-type]
+    each.flush()  # the params, sent by the sender thread
     before = each.client.batches  # type: ignore[attr-defined]
     for epoch in range(1, 4):
         each.on_epoch_end(SimpleNamespace(rank=0), _epoch(epoch))  # type: ignore[arg-type]
@@ -296,6 +303,7 @@ def test_epochs_are_sent_together_and_a_resumed_trial_fills_its_gap(
     first = _tracker(mlflow_server, experiment_id, send_seconds=3600.0)
     first.trial_id = "t2"
     first.on_train_start(SimpleNamespace(rank=0, history=[]))  # type: ignore[arg-type]
+    first.flush()
     before = first.client.batches  # type: ignore[attr-defined]
     for epoch in (1, 2):
         first.on_epoch_end(SimpleNamespace(rank=0), _epoch(epoch))  # type: ignore[arg-type]
@@ -314,6 +322,74 @@ def test_epochs_are_sent_together_and_a_resumed_trial_fills_its_gap(
         resumed.on_epoch_end(SimpleNamespace(rank=0), _epoch(epoch))  # type: ignore[arg-type]
     resumed.flush()
     assert _steps(resumed) == [1, 2, 3, 4, 5]
+
+
+def test_constant_metrics_go_with_the_first_epoch_only(mlflow_server: LocalServer) -> None:
+    experiment_id = MlflowClient(mlflow_server.url).create_experiment(_experiment())
+    tracker = _tracker(mlflow_server, experiment_id, send_seconds=0.0)
+    tracker.on_train_start(SimpleNamespace(rank=0, history=[]))  # type: ignore[arg-type]
+    for epoch in range(1, 4):
+        metrics = _epoch(epoch)
+        scalars = metrics.scalars | {"params": 100.0, "dense_flops": 1e4}
+        metrics = EpochMetrics(epoch, scalars, metrics.layers)
+        tracker.on_epoch_end(SimpleNamespace(rank=0), metrics)  # type: ignore[arg-type]
+    tracker.flush()
+    client = MlflowClient(mlflow_server.url)
+    run = client.get_run(tracker.run_id)
+    assert run.data.params["weight_decay"] == "0.001" and run.data.params["s_init"] == "-5"
+    assert set(run.data.metrics) >= CONSTANT_METRICS  # still there for charts across trials
+    for key in CONSTANT_METRICS:
+        assert [m.step for m in client.get_metric_history(tracker.run_id, key)] == [1]
+    assert _steps(tracker) == [1, 2, 3]
+    assert len(client.get_metric_history(tracker.run_id, "sparsity/conv")) == 3
+
+
+class _EndCountingTracker(TrialTracker):
+    """A ``TrialTracker`` that records the REST endpoints its ``on_train_end`` calls."""
+
+    def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
+        calls: list[str] = []
+        original = rest_utils.http_request
+
+        def counted(host_creds: Any, endpoint: str, method: str, *args: Any, **kw: Any) -> Any:
+            path = re.sub(r"/m-[0-9a-f]+", "/{id}", endpoint.rsplit("/mlflow/", 1)[-1])
+            calls.append(f"{method} {path}")
+            return original(host_creds, endpoint, method, *args, **kw)
+
+        rest_utils.http_request = counted
+        try:
+            super().on_train_end(trainer, history)
+        finally:
+            rest_utils.http_request = original
+        self.end_calls = calls
+
+
+@pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
+def test_a_trial_ends_in_seven_requests(mlflow_server: LocalServer) -> None:
+    spec = SearchSpec.parse({**SMALL, "training": {"epochs": 1}})
+    client = MlflowClient(mlflow_server.url)
+    experiment_id = client.create_experiment(_experiment())
+    parent = client.create_run(experiment_id, tags={JOB_TAG: "job-1", KIND_TAG: "job"})
+    tracking = TrialTracking(mlflow_server.url, experiment_id, "job-1", parent.info.run_id)
+    tracker = _EndCountingTracker(tracking, "t-end", spec, 1e-3, -5.0)
+    trial = trial_config(spec, weight_decay=1e-3, s_init=-5.0)
+    run = build_run(trial.model, trial.data, trial.train, trial.str_config)
+    Trainer(run.model, trial.train, run.data, callbacks=[tracker]).fit()
+    # two logged models created and finalized, linked to the run, the last epoch with the
+    # model tag, the run ended; the budget files, figures and models are copied, not uploaded
+    assert sorted(tracker.end_calls) == sorted(
+        ["POST logged-models", "PATCH logged-models/{id}"] * 2
+        + ["POST runs/outputs", "POST runs/log-batch", "POST runs/update"]
+    ), tracker.end_calls
+    ended = client.get_run(tracker.run_id)
+    assert ended.info.status == "FINISHED"
+    assert ended.data.tags[MODEL_URI_TAG].startswith("models:/")
+    assert len(ended.outputs.model_outputs) == 2
+    assert {"budget.csv", "budget.json", "budget.png", "dynamics.png"} <= _artifacts(
+        client, tracker.run_id
+    )
+    for output in ended.outputs.model_outputs:
+        assert client.get_logged_model(output.model_id).status == LoggedModelStatus.READY
 
 
 FIRST_CHECK = """

@@ -46,9 +46,10 @@ from workers.tracking.common import (
     spec_params,
 )
 from workers.tracking.job import JobTracker
-from workers.tracking.trial import MODEL_CODE, TrialTracker, trial_trackers
+from workers.tracking.trial import CONSTANT_METRICS, MODEL_CODE, TrialTracker, trial_trackers
 
 __all__ = [
+    "CONSTANT_METRICS",
     "DEFAULT_EXPERIMENT",
     "JOB_TAG",
     "KIND_TAG",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
 from strsearch.spec import SearchSpec
@@ -159,13 +159,13 @@ def log_steps(
             client.log_batch(run_id, metrics=batch, tags=run_tags if i == 0 else [])
 
 
-def find_run(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> str | None:
+def find_run(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> Run | None:
     """The oldest live run of the experiment carrying all ``tags``, or ``None``."""
     clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     runs = client.search_runs(
         [experiment_id], filter_string=clauses, order_by=["attributes.start_time ASC"]
     )
-    return runs[0].info.run_id if runs else None
+    return runs[0] if runs else None
 
 
 def experiment_of(client: MlflowClient, name: str) -> str:

@@ -74,8 +74,8 @@ class JobTracker:
         client = MlflowClient(uri)
         experiment_id = experiment_of(client, settings.resolved_experiment())
         tags = {JOB_TAG: job_id, KIND_TAG: "job"}
-        run_id = find_run(client, experiment_id, tags)
-        if run_id is None:
+        found = find_run(client, experiment_id, tags)
+        if found is None:
             method = method or spec.method
             kind = "comparison" if method == "comparison" else "search"
             extra = {PARENT_TAG: parent_run_id} if parent_run_id else {}
@@ -93,6 +93,7 @@ class JobTracker:
             )
             run_id = run.info.run_id
         else:
+            run_id = found.info.run_id
             client.update_run(run_id, status="RUNNING")
         log_params(client, run_id, spec_params(spec))
         tracking = TrialTracking(uri, experiment_id, job_id, run_id, settings.log_models)

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ import mlflow
 import mlflow.pytorch
 import numpy as np
 import torch
-from mlflow.entities import LoggedModelOutput
-from mlflow.models import infer_signature
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+from mlflow.models import Model, infer_signature
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 import str_core
@@ -43,6 +44,12 @@ from workers.tracking.common import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+CONSTANT_METRICS = frozenset({"params", "dense_flops", "weight_decay", "s_init"})
+"""Epoch metrics that never change during a trial: logged with the first epoch the tracker sends
+only, so that the run still has them as metrics (for the UI's charts across trials) without
+costing the server a row per epoch."""
 
 
 def trial_trackers(config: Mapping[str, Any], trial_id: str) -> list[Callback]:
@@ -92,7 +99,7 @@ class TrialTracker(Callback):
         *,
         method: str = "str",
         seed: int | None = None,
-        send_seconds: float = 2.0,
+        send_seconds: float = 5.0,
     ) -> None:
         self.tracking = tracking
         self.trial_id = trial_id
@@ -103,6 +110,7 @@ class TrialTracker(Callback):
         self.seed = seed
         self.client = MlflowClient(tracking.tracking_uri)
         self.run_id = ""
+        self.artifact_uri = ""
         self.last_logged = 0
         self.send_seconds = send_seconds
         # Epoch metrics go out from one thread of our own, synchronously: MLflow's asynchronous
@@ -111,6 +119,7 @@ class TrialTracker(Callback):
         self.sent: list[Future[None]] = []
         self.unsent: list[tuple[int, dict[str, float]]] = []
         self.last_send = 0.0
+        self.constants_kept = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         if trainer.rank != 0:
@@ -120,8 +129,8 @@ class TrialTracker(Callback):
             TRIAL_TAG: self.trial_id,
             KIND_TAG: "trial",
         }
-        run_id = find_run(self.client, self.tracking.experiment_id, tags)
-        if run_id is None:
+        run = find_run(self.client, self.tracking.experiment_id, tags)
+        if run is None:
             run = self.client.create_run(
                 self.tracking.experiment_id,
                 run_name=f"trial-{self.trial_id} {self._label()}",
@@ -132,15 +141,17 @@ class TrialTracker(Callback):
                     "strsearch.method": self.method,
                 },
             )
-            run_id = run.info.run_id
         else:
-            self.client.update_run(run_id, status="RUNNING")
-            history = self.client.get_metric_history(run_id, "sparsity")
+            self.client.update_run(run.info.run_id, status="RUNNING")
+            history = self.client.get_metric_history(run.info.run_id, "sparsity")
             self.last_logged = max((m.step for m in history), default=0)
-        self.run_id = run_id
+        self.run_id = run_id = run.info.run_id
+        self.artifact_uri = run.info.artifact_uri
+        # The params go out on the sender thread while the first epoch trains; so does the
+        # requirement check of the first model logged in this process.
+        self.sent.append(self.sender.submit(log_params, self.client, run_id, self._params()))
         if self.tracking.log_models:
             self.sent.append(self.sender.submit(prepare_model_logging))
-        log_params(self.client, run_id, self._params())
         # A resumed trial starts from its checkpoint's history: epochs that had not been sent
         # when the trial stopped go out now, so the run's metrics have no gap.
         for metrics in trainer.history:
@@ -184,6 +195,9 @@ class TrialTracker(Callback):
         if self.s_init is not None:
             values["s_init"] = self.s_init
         values["target_gap"] = abs(metrics.scalars["sparsity"] - self.spec.target_sparsity)
+        if self.constants_kept:
+            values = {k: v for k, v in values.items() if k not in CONSTANT_METRICS}
+        self.constants_kept = True
         self.unsent.append((metrics.epoch, values))
         self.last_logged = metrics.epoch
 
@@ -197,28 +211,57 @@ class TrialTracker(Callback):
     def flush(self) -> None:
         """Send what is queued and wait until every batch is logged (re-raises a failure)."""
         self._send()
+        self._wait_sent()
+
+    def _wait_sent(self) -> None:
+        """Wait until every batch handed to the sender thread is logged (re-raises a failure)."""
         for sent in self.sent:
             sent.result()
         self.sent.clear()
 
     def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
+        """Write the budget files and figures, log the models, then send the last epochs with the
+        model's URI tag in one request and end the run: 7 requests with models, 2 without (with
+        the embedded server, whose artifact folder the trial writes to directly).
+
+        The figures are drawn on the sender thread while this thread logs the models: most of
+        that is waiting for the server, so the drawing fits in those waits."""
         if trainer.rank != 0:
             return
-        self.flush()
-        self.sender.shutdown()
-        final = history[-1] if history else None
+        self._wait_sent()
+        tags: dict[str, str] = {}
         with tempfile.TemporaryDirectory(prefix="strsearch-trial-artifacts-") as tmp:
             folder = Path(tmp)
-            if final is not None:
-                self._write_budget(folder, final)
-                title = f"trial {self.trial_id}: {self._label()}"
-                budget = plots.budget_figure(final.layers, title=title)
-                plots.save_png(budget, folder / "budget.png")
-                dynamics = plots.dynamics_figure(history, title=title)
-                plots.save_png(dynamics, folder / "dynamics.png")
-            self.client.log_artifacts(self.run_id, str(folder))
-        if self.tracking.log_models:
-            self._log_models(trainer)
+            files = self.sender.submit(self._write_files, folder, history)
+            try:
+                if self.tracking.log_models:
+                    tags[MODEL_URI_TAG] = self._log_models(trainer)
+            finally:
+                wait([files])
+                self.sender.shutdown()
+            files.result()
+            self._upload(folder)
+        self._finish(tags)
+
+    def _write_files(self, folder: Path, history: list[EpochMetrics]) -> None:
+        """Write ``budget.csv``, ``budget.json``, ``budget.png`` and ``dynamics.png`` of the
+        trial's last epoch and history to ``folder`` (nothing without a history)."""
+        if not history:
+            return
+        final = history[-1]
+        self._write_budget(folder, final)
+        title = f"trial {self.trial_id}: {self._label()}"
+        plots.save_png(plots.budget_figure(final.layers, title=title), folder / "budget.png")
+        plots.save_png(plots.dynamics_figure(history, title=title), folder / "dynamics.png")
+
+    def _upload(self, folder: Path) -> None:
+        """Copy the files in ``folder`` to the run's artifacts."""
+        copy_artifacts(folder, self.artifact_uri, self.tracking.tracking_uri)
+
+    def _finish(self, tags: Mapping[str, str]) -> None:
+        """Send the epochs not yet sent, with ``tags``, and mark the run finished."""
+        batch, self.unsent = self.unsent, []
+        log_steps(self.client, self.run_id, batch, tags=tags)
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def _write_budget(self, folder: Path, final: EpochMetrics) -> None:
@@ -232,12 +275,16 @@ class TrialTracker(Callback):
         summary = {"epoch": final.epoch, "scalars": final.scalars, "layers": table}
         (folder / "budget.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
 
-    def _log_models(self, trainer: Trainer) -> None:
-        """Log the STR model and its densified copy, with an input example and a signature.
+    def _log_models(self, trainer: Trainer) -> str:
+        """Log the STR model and its densified copy, with an input example and a signature, and
+        return the densified model's URI.
 
-        Each is created as a logged model of this run and saved by its id with no active run
-        (with one, ``log_model`` fetches the history of every metric of the run to copy those at
-        its step), then both are linked to the run as its outputs in one call. The parts of
+        Each is a logged model of this run, in the format ``mlflow.pytorch.log_model`` writes:
+        created (``PENDING``), saved with ``mlflow.pytorch.save_model`` under its id, copied to
+        its artifact location and marked ``READY`` (``FAILED`` if saving or copying fails); then
+        both are linked to the run as its outputs in one call. That is 5 requests for the two;
+        ``log_model`` makes 8, and also loads each saved model back to check that it serves its
+        input example (tests/workers/test_tracking.py checks that instead). The parts of
         ``str_core`` that loading a pickled model imports travel with it as code.
         """
         model = trainer.model.to("cpu").eval()
@@ -253,8 +300,8 @@ class TrialTracker(Callback):
         params = self._params()
         uris, outputs = {}, []
         mlflow.set_tracking_uri(self.tracking.tracking_uri)
-        with tempfile.TemporaryDirectory(prefix="strsearch-model-code-") as tmp:
-            code = [str(_copy_model_code(Path(tmp)))]
+        with tempfile.TemporaryDirectory(prefix="strsearch-models-") as tmp:
+            code = [str(_copy_model_code(Path(tmp) / "code"))]
             for name, net in nets:
                 logged = mlflow.initialize_logged_model(
                     name=name,
@@ -262,21 +309,44 @@ class TrialTracker(Callback):
                     params=params,
                     experiment_id=self.tracking.experiment_id,
                 )
-                info = mlflow.pytorch.log_model(
-                    net,
-                    name=name,
-                    model_id=logged.model_id,
-                    signature=signature,
-                    input_example=example.numpy(),
-                    pip_requirements=requirements,
-                    code_paths=code,
-                    # torch.export cannot trace STR's data-dependent threshold; pickle it
-                    serialization_format="pickle",
-                )
-                uris[name] = info.model_uri
+                try:
+                    local = Path(tmp) / name
+                    mlflow.pytorch.save_model(
+                        net,
+                        str(local),
+                        mlflow_model=Model(
+                            artifact_path=logged.artifact_location,
+                            model_uuid=logged.model_id,
+                            run_id=self.run_id,
+                            model_id=logged.model_id,
+                        ),
+                        signature=signature,
+                        input_example=example.numpy(),
+                        pip_requirements=requirements,
+                        code_paths=code,
+                        # torch.export cannot trace STR's data-dependent threshold; pickle it
+                        serialization_format="pickle",
+                    )
+                    copy_artifacts(local, logged.artifact_location, self.tracking.tracking_uri)
+                except BaseException:
+                    self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+                    raise
+                self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+                uris[name] = f"models:/{logged.model_id}"
                 outputs.append(LoggedModelOutput(logged.model_id, step=0))
         self.client.log_outputs(self.run_id, outputs)
-        self.client.set_tag(self.run_id, MODEL_URI_TAG, uris["model"])
+        return uris["model"]
+
+
+def copy_artifacts(folder: Path, location: str, tracking_uri: str) -> None:
+    """Copy the files in ``folder`` to the artifact ``location`` of a run or logged model.
+
+    Knowing the location saves the request that ``MlflowClient.log_artifacts`` makes to look it
+    up: with the embedded server the location is a local folder and the copy makes no request
+    at all; a proxied location (``mlflow-artifacts:``) uploads each file through the server.
+    """
+    repository = get_artifact_repository(location, tracking_uri=tracking_uri)
+    repository.log_artifacts(str(folder))  # type: ignore[no-untyped-call]
 
 
 def model_requirements() -> list[str]:
