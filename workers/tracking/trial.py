@@ -282,9 +282,9 @@ class TrialTracker(Callback):
         Each is a logged model of this run, in the format ``mlflow.pytorch.log_model`` writes:
         created (``PENDING``), saved with ``mlflow.pytorch.save_model`` under its id, copied to
         its artifact location and marked ``READY`` (``FAILED`` if saving or copying fails); then
-        both are linked to the run as its outputs in one call. That is 5 requests for the two;
-        ``log_model`` makes 8, and also loads each saved model back to check that it serves its
-        input example (tests/workers/test_tracking.py checks that instead). The parts of
+        both are linked to the run as its outputs in one call: 5 requests. Through ``log_model``
+        the two took 8 before that call, and each saved model was loaded back to check that it
+        serves its input example (tests/workers/test_tracking.py checks that instead). The parts of
         ``str_core`` that loading a pickled model imports travel with it as code.
         """
         model = trainer.model.to("cpu").eval()
