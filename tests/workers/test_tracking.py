@@ -393,11 +393,14 @@ def test_a_trial_ends_in_seven_requests(mlflow_server: LocalServer) -> None:
 
 
 FIRST_CHECK = """
+import sys
 import mlflow.utils.requirements_utils as requirements
 from workers.tracking.trial import prepare_model_logging
 assert requirements._MODULES_TO_PACKAGES is None, "the map exists before the first check"
+assert "mlflow.pyfunc" not in sys.modules, "pyfunc is imported before the first model"
 prepare_model_logging()
 assert "torch" in requirements._MODULES_TO_PACKAGES, "prepare_model_logging left it to log_model"
+assert "mlflow.pyfunc" in sys.modules, "prepare_model_logging left the pyfunc import to the end"
 """
 
 
