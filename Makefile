@@ -23,9 +23,11 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/strsearch demo
 
-## make test: install, lint, type-check, then run the whole test suite
+## make test: install, lint, type-check, then run the whole test suite in TEST_WORKERS processes,
+## a test file per process at a time (each has its own Ray head and MLflow server)
+TEST_WORKERS ?= 2
 test: install lint
-	$(BIN)/python -m pytest --cov --cov-report=term tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term tests
 
 lint: install
 	$(BIN)/ruff check str_core strsearch workers service tests benchmarks deploy

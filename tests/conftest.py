@@ -5,7 +5,11 @@ authentication, no dashboard): the pytest process (``local_ray``), the driver pr
 agents the tests start all join it, instead of starting a Ray of their own for every search. The
 head runs without coverage's variables, so Ray's worker processes (the trials) are not traced:
 coverage measures the project's code in the pytest process and in the drivers, agents and API
-processes the tests start.
+processes the tests start. The MLflow servers run without them too (they run no project code).
+
+Under ``pytest -n N`` (``make test``) every worker process is a session of its own, with its own
+Ray head and MLflow server; everything else the tests start is named after a temporary path,
+a free port or a random database name, so workers never share state.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from strsearch.child_env import without_coverage
 from workers.files import write_atomically
 
 __all__ = [
@@ -230,7 +231,7 @@ def _spawn(
     ]  # fmt: skip
     if not proxy_artifacts:
         command += ["--default-artifact-root", artifacts.as_uri()]
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **without_coverage(os.environ)}
     with (root / _LOG_FILE).open("ab") as log:
         return subprocess.Popen(
             command,

@@ -20,9 +20,6 @@ from pathlib import Path
 
 STOP_TIMEOUT_S = 30.0
 _LOG_TAIL_LINES = 30
-#: set by coverage in the processes it measures; the parts that start Ray nodes drop them, so
-#: Ray's worker processes are not measured (they run no project code worth measuring there)
-COVERAGE_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
 
 
 class StartError(RuntimeError):
@@ -78,11 +75,6 @@ def tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     except OSError:
         return f"(no {path})"
     return "\n".join(text.splitlines()[-lines:])
-
-
-def without_coverage(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` without the variables that make coverage measure a process and its children."""
-    return {k: v for k, v in env.items() if k not in COVERAGE_VARIABLES}
 
 
 @dataclass

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from strsearch.child_env import without_coverage
 from strsearch.cli.processes import (
     Child,
     free_port,
@@ -22,7 +23,6 @@ from strsearch.cli.processes import (
     log_size,
     spawn,
     wait_until,
-    without_coverage,
 )
 
 RAY_START_TIMEOUT_S = 180.0

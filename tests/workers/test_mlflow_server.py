@@ -130,13 +130,27 @@ def test_clients_write_artifacts_to_the_local_root_directly(
     assert uri.startswith((mlflow_server.root / "artifacts").as_uri() + "/")
 
 
-def test_a_proxying_server_takes_artifacts_over_http(tmp_path: Path) -> None:
+def _environ(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return dict(e.split("=", 1) for e in entries if "=" in e)
+
+
+def test_a_proxying_server_takes_artifacts_over_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the server inherits this environment but for coverage's variables: it runs none of the
+    # project's code, and measuring it would only slow every test's tracking down
+    monkeypatch.setenv("COVERAGE_PROCESS_START", str(tmp_path / "no-such-config"))
+    monkeypatch.setenv("STRSEARCH_TEST_MARK", "inherited")
     server = start_server(tmp_path / "server", proxy_artifacts=True)
     try:
+        environ = _environ(server.pid)
         uri = _round_trip(server, tmp_path)
     finally:
         stop_server(server)
     assert uri.startswith("mlflow-artifacts:")
+    assert environ["STRSEARCH_TEST_MARK"] == "inherited"
+    assert not {"COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG"} & set(environ)
 
 
 def test_tracking_uri_prefers_the_environment(
