@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import wait
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from mlflow.entities import LoggedModelStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils import rest_utils
 
@@ -25,7 +30,7 @@ from str_core.train.callbacks import LayerSnapshot
 from strsearch.spec import SearchSpec
 from workers import run_search
 from workers.cpus import resolve_cpus
-from workers.mlflow_server import LocalServer
+from workers.mlflow_server import LocalServer, start_server, stop_server
 from workers.tracking import (
     CONSTANT_METRICS,
     JOB_TAG,
@@ -41,6 +46,7 @@ from workers.tracking import (
     model_name,
     spec_params,
 )
+from workers.tracking.trial import _copy_model_code
 from workers.trial_config import trial_config
 
 # digits_cnn, 4 epochs: λ 1.3e-2 gives ~54%, 4.4e-2 ~89%; a ±5% band around 70% lands in a few
@@ -317,11 +323,35 @@ def test_epochs_are_sent_together_and_a_resumed_trial_fills_its_gap(
     resumed.trial_id = "t2"
     history = [_epoch(e) for e in (1, 2, 3)]
     resumed.on_train_start(SimpleNamespace(rank=0, history=history))  # type: ignore[arg-type]
-    assert resumed.run_id == first.run_id
     for epoch in (4, 5):
         resumed.on_epoch_end(SimpleNamespace(rank=0), _epoch(epoch))  # type: ignore[arg-type]
     resumed.flush()
+    assert resumed.run_id == first.run_id
     assert _steps(resumed) == [1, 2, 3, 4, 5]
+    history = MlflowClient(mlflow_server.url).get_metric_history(resumed.run_id, "test_acc")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5]  # epochs 1 and 2 sent once
+
+
+def test_a_run_that_cannot_be_opened_fails_the_trial_at_its_next_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the run is opened on the sender thread while the first epoch trains; its failure is not
+    # left to the end of the training
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    tracking = TrialTracking(nobody, "0", "job-1", "parent-run")
+    spec = SearchSpec.parse(SMALL)
+    tracker = TrialTracker(tracking, "t1", spec, 1e-3, -5.0, send_seconds=0.0)
+
+    def start_and_train_an_epoch() -> None:
+        tracker.on_train_start(SimpleNamespace(rank=0, history=[]))  # type: ignore[arg-type]
+        wait(tracker.sent)  # refused: raised by the next send, at the latest the epoch's
+        tracker.on_epoch_end(SimpleNamespace(rank=0), _epoch(1))  # type: ignore[arg-type]
+
+    with pytest.raises(MlflowException, match=r"127\.0\.0\.1"):
+        start_and_train_an_epoch()
 
 
 def test_constant_metrics_go_with_the_first_epoch_only(mlflow_server: LocalServer) -> None:
@@ -390,6 +420,51 @@ def test_a_trial_ends_in_seven_requests(mlflow_server: LocalServer) -> None:
     )
     for output in ended.outputs.model_outputs:
         assert client.get_logged_model(output.model_id).status == LoggedModelStatus.READY
+
+
+@pytest.fixture(scope="module")
+def proxying_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """A server that takes artifacts over HTTP (``mlflow-artifacts:``), as in production."""
+    server = start_server(tmp_path_factory.mktemp("proxying"), proxy_artifacts=True)
+    yield server
+    stop_server(server)
+
+
+@pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
+def test_a_trial_uploads_whole_models_through_a_proxying_server(
+    proxying_server: LocalServer, tmp_path: Path
+) -> None:
+    spec = SearchSpec.parse({**SMALL, "training": {"epochs": 1}})
+    client = MlflowClient(proxying_server.url)
+    experiment_id = client.create_experiment(_experiment())
+    parent = client.create_run(experiment_id, tags={JOB_TAG: "job-1", KIND_TAG: "job"})
+    tracking = TrialTracking(proxying_server.url, experiment_id, "job-1", parent.info.run_id)
+    tracker = TrialTracker(tracking, "t-proxied", spec, 1e-3, -5.0)
+    trial = trial_config(spec, weight_decay=1e-3, s_init=-5.0)
+    run = build_run(trial.model, trial.data, trial.train, trial.str_config)
+    Trainer(run.model, trial.train, run.data, callbacks=[tracker]).fit()
+
+    ended = client.get_run(tracker.run_id)
+    assert ended.info.artifact_uri.startswith("mlflow-artifacts:")
+    assert _artifacts(client, tracker.run_id) == {
+        "budget.csv", "budget.json", "budget.png", "dynamics.png"
+    }  # fmt: skip
+    # every file of both models arrived, in its folder (they are uploaded several at a time)
+    code = sorted(
+        p.relative_to(tmp_path / "code").as_posix()
+        for p in _copy_model_code(tmp_path / "code").rglob("*")
+        if p.is_file()
+    )
+    for output in ended.outputs.model_outputs:
+        model_uri = f"models:/{output.model_id}"
+        local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "m")))
+        files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+        assert {"MLmodel", "data/model.pth", "input_example.json"} <= files, files
+        assert {f"code/{name}" for name in code} <= files, sorted(files)
+        loaded = mlflow.pytorch.load_model(model_uri)
+        example = torch.stack([run.data.test[i][0] for i in range(2)])
+        assert loaded(example).shape == (2, 10)
+        shutil.rmtree(local)
 
 
 FIRST_CHECK = """

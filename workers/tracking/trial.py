@@ -21,6 +21,7 @@ import torch
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 from mlflow.models import Model, infer_signature
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 from mlflow.tracking import MlflowClient
 
 import str_core
@@ -110,9 +111,10 @@ class TrialTracker(Callback):
         self.method = method
         self.seed = seed
         self.client = MlflowClient(tracking.tracking_uri)
-        self.run_id = ""
+        self.run_id = ""  # both known once the sender thread has opened the run
         self.artifact_uri = ""
-        self.last_logged = 0
+        self.run_logged = 0  # the last epoch the run had when it was opened (a resumed trial)
+        self.last_logged = 0  # the last epoch queued to send
         self.send_seconds = send_seconds
         # Epoch metrics go out from one thread of our own, synchronously: MLflow's asynchronous
         # queue makes the first end of a run wait up to a second for its polling thread.
@@ -123,8 +125,23 @@ class TrialTracker(Callback):
         self.constants_kept = False
 
     def on_train_start(self, trainer: Trainer) -> None:
+        """Open the trial's run and send its params on the sender thread, while the first epoch
+        trains: the trainer waits for no request before its last epoch. A failure there is
+        raised at the next send."""
         if trainer.rank != 0:
             return
+        self.sent.append(self.sender.submit(self._open_run))
+        self.sent.append(self.sender.submit(self._send_params))
+        if self.tracking.log_models:  # the first model logging's one-off work, see below
+            self.sent.append(self.sender.submit(prepare_model_logging))
+        # A resumed trial starts from its checkpoint's history: epochs that had not been sent
+        # when the trial stopped go out now, so the run's metrics have no gap.
+        for metrics in trainer.history:
+            self._keep(metrics)
+        self._send()
+
+    def _open_run(self) -> None:
+        """Find the trial's run (a resumed trial continues it) or create it (sender thread)."""
         tags = {
             JOB_TAG: self.tracking.job_id,
             TRIAL_TAG: self.trial_id,
@@ -145,19 +162,12 @@ class TrialTracker(Callback):
         else:
             self.client.update_run(run.info.run_id, status="RUNNING")
             history = self.client.get_metric_history(run.info.run_id, "sparsity")
-            self.last_logged = max((m.step for m in history), default=0)
-        self.run_id = run_id = run.info.run_id
+            self.run_logged = max((m.step for m in history), default=0)
+        self.run_id = run.info.run_id
         self.artifact_uri = run.info.artifact_uri
-        # The params go out on the sender thread while the first epoch trains; so does the
-        # requirement check of the first model logged in this process.
-        self.sent.append(self.sender.submit(log_params, self.client, run_id, self._params()))
-        if self.tracking.log_models:
-            self.sent.append(self.sender.submit(prepare_model_logging))
-        # A resumed trial starts from its checkpoint's history: epochs that had not been sent
-        # when the trial stopped go out now, so the run's metrics have no gap.
-        for metrics in trainer.history:
-            self._keep(metrics)
-        self._send()
+
+    def _send_params(self) -> None:
+        log_params(self.client, self.run_id, self._params())
 
     def _label(self) -> str:
         """``λ=… s=…`` of a search trial; ``<method> seed=… …`` of a comparison trial."""
@@ -189,7 +199,7 @@ class TrialTracker(Callback):
             self._send()
 
     def _keep(self, metrics: EpochMetrics) -> None:
-        """Queue an epoch's metrics for the next send, unless the run already has it."""
+        """Queue an epoch's metrics for the next send, unless it was queued already."""
         if metrics.epoch <= self.last_logged:
             return
         values = metrics.flat() | {"weight_decay": self.weight_decay}
@@ -203,11 +213,22 @@ class TrialTracker(Callback):
         self.last_logged = metrics.epoch
 
     def _send(self) -> None:
-        """Hand the queued epochs to the sender thread as one batch."""
+        """Hand the queued epochs to the sender thread as one batch (and raise what the sender
+        thread failed with since the last send)."""
+        for done in [f for f in self.sent if f.done()]:
+            self.sent.remove(done)
+            done.result()
         if self.unsent:
             batch, self.unsent = self.unsent, []
-            self.sent.append(self.sender.submit(log_steps, self.client, self.run_id, batch))
+            self.sent.append(self.sender.submit(self._log_epochs, batch))
         self.last_send = time.monotonic()
+
+    def _log_epochs(
+        self, batch: list[tuple[int, dict[str, float]]], tags: Mapping[str, str] | None = None
+    ) -> None:
+        """Log the epochs of ``batch`` that the run does not have yet, with ``tags``."""
+        fresh = [(epoch, values) for epoch, values in batch if epoch > self.run_logged]
+        log_steps(self.client, self.run_id, fresh, tags=tags)
 
     def flush(self) -> None:
         """Send what is queued and wait until every batch is logged (re-raises a failure)."""
@@ -262,7 +283,7 @@ class TrialTracker(Callback):
     def _finish(self, tags: Mapping[str, str]) -> None:
         """Send the epochs not yet sent, with ``tags``, and mark the run finished."""
         batch, self.unsent = self.unsent, []
-        log_steps(self.client, self.run_id, batch, tags=tags)
+        self._log_epochs(batch, tags)
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def _write_budget(self, folder: Path, final: EpochMetrics) -> None:
@@ -339,15 +360,33 @@ class TrialTracker(Callback):
         return uris["model"]
 
 
+UPLOAD_THREADS = 8
+"""How many files :func:`copy_artifacts` sends to a remote artifact store at once."""
+
+
 def copy_artifacts(folder: Path, location: str, tracking_uri: str) -> None:
-    """Copy the files in ``folder`` to the artifact ``location`` of a run or logged model.
+    """Copy the files in ``folder`` (and its subfolders) to the artifact ``location`` of a run or
+    logged model.
 
     Knowing the location saves the request that ``MlflowClient.log_artifacts`` makes to look it
-    up: with the embedded server the location is a local folder and the copy makes no request
-    at all; a proxied location (``mlflow-artifacts:``) uploads each file through the server.
+    up. With the embedded server the location is a local folder and the files are copied there
+    directly. A remote location (a proxied ``mlflow-artifacts:`` one, object storage) takes one
+    upload per file; a model is about twenty files, which MLflow would send one after the other,
+    so they go :data:`UPLOAD_THREADS` at a time.
     """
     repository = get_artifact_repository(location, tracking_uri=tracking_uri)
-    repository.log_artifacts(str(folder))  # type: ignore[no-untyped-call]
+    if isinstance(repository, LocalArtifactRepository):
+        repository.log_artifacts(str(folder))  # type: ignore[no-untyped-call]
+        return
+
+    def upload(path: Path) -> None:
+        parent = path.parent.relative_to(folder).as_posix()
+        repository.log_artifact(str(path), None if parent == "." else parent)  # type: ignore[no-untyped-call]
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    with ThreadPoolExecutor(max(1, min(UPLOAD_THREADS, len(files)))) as pool:
+        for done in [pool.submit(upload, path) for path in files]:
+            done.result()
 
 
 def model_requirements() -> list[str]:
