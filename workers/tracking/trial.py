@@ -111,10 +111,9 @@ class TrialTracker(Callback):
         self.method = method
         self.seed = seed
         self.client = MlflowClient(tracking.tracking_uri)
-        self.run_id = ""  # both known once the sender thread has opened the run
+        self.run_id = ""
         self.artifact_uri = ""
-        self.run_logged = 0  # the last epoch the run had when it was opened (a resumed trial)
-        self.last_logged = 0  # the last epoch queued to send
+        self.last_logged = 0
         self.send_seconds = send_seconds
         # Epoch metrics go out from one thread of our own, synchronously: MLflow's asynchronous
         # queue makes the first end of a run wait up to a second for its polling thread.
@@ -125,23 +124,8 @@ class TrialTracker(Callback):
         self.constants_kept = False
 
     def on_train_start(self, trainer: Trainer) -> None:
-        """Open the trial's run and send its params on the sender thread, while the first epoch
-        trains: the trainer waits for no request before its last epoch. A failure there is
-        raised at the next send."""
         if trainer.rank != 0:
             return
-        self.sent.append(self.sender.submit(self._open_run))
-        self.sent.append(self.sender.submit(self._send_params))
-        if self.tracking.log_models:  # the first model logging's one-off work, see below
-            self.sent.append(self.sender.submit(prepare_model_logging))
-        # A resumed trial starts from its checkpoint's history: epochs that had not been sent
-        # when the trial stopped go out now, so the run's metrics have no gap.
-        for metrics in trainer.history:
-            self._keep(metrics)
-        self._send()
-
-    def _open_run(self) -> None:
-        """Find the trial's run (a resumed trial continues it) or create it (sender thread)."""
         tags = {
             JOB_TAG: self.tracking.job_id,
             TRIAL_TAG: self.trial_id,
@@ -162,12 +146,19 @@ class TrialTracker(Callback):
         else:
             self.client.update_run(run.info.run_id, status="RUNNING")
             history = self.client.get_metric_history(run.info.run_id, "sparsity")
-            self.run_logged = max((m.step for m in history), default=0)
-        self.run_id = run.info.run_id
+            self.last_logged = max((m.step for m in history), default=0)
+        self.run_id = run_id = run.info.run_id
         self.artifact_uri = run.info.artifact_uri
-
-    def _send_params(self) -> None:
-        log_params(self.client, self.run_id, self._params())
+        # The params go out on the sender thread while the first epoch trains; so does the
+        # requirement check of the first model logged in this process.
+        self.sent.append(self.sender.submit(log_params, self.client, run_id, self._params()))
+        if self.tracking.log_models:
+            self.sent.append(self.sender.submit(prepare_model_logging))
+        # A resumed trial starts from its checkpoint's history: epochs that had not been sent
+        # when the trial stopped go out now, so the run's metrics have no gap.
+        for metrics in trainer.history:
+            self._keep(metrics)
+        self._send()
 
     def _label(self) -> str:
         """``λ=… s=…`` of a search trial; ``<method> seed=… …`` of a comparison trial."""
@@ -199,7 +190,7 @@ class TrialTracker(Callback):
             self._send()
 
     def _keep(self, metrics: EpochMetrics) -> None:
-        """Queue an epoch's metrics for the next send, unless it was queued already."""
+        """Queue an epoch's metrics for the next send, unless the run already has it."""
         if metrics.epoch <= self.last_logged:
             return
         values = metrics.flat() | {"weight_decay": self.weight_decay}
@@ -213,22 +204,11 @@ class TrialTracker(Callback):
         self.last_logged = metrics.epoch
 
     def _send(self) -> None:
-        """Hand the queued epochs to the sender thread as one batch (and raise what the sender
-        thread failed with since the last send)."""
-        for done in [f for f in self.sent if f.done()]:
-            self.sent.remove(done)
-            done.result()
+        """Hand the queued epochs to the sender thread as one batch."""
         if self.unsent:
             batch, self.unsent = self.unsent, []
-            self.sent.append(self.sender.submit(self._log_epochs, batch))
+            self.sent.append(self.sender.submit(log_steps, self.client, self.run_id, batch))
         self.last_send = time.monotonic()
-
-    def _log_epochs(
-        self, batch: list[tuple[int, dict[str, float]]], tags: Mapping[str, str] | None = None
-    ) -> None:
-        """Log the epochs of ``batch`` that the run does not have yet, with ``tags``."""
-        fresh = [(epoch, values) for epoch, values in batch if epoch > self.run_logged]
-        log_steps(self.client, self.run_id, fresh, tags=tags)
 
     def flush(self) -> None:
         """Send what is queued and wait until every batch is logged (re-raises a failure)."""
@@ -283,7 +263,7 @@ class TrialTracker(Callback):
     def _finish(self, tags: Mapping[str, str]) -> None:
         """Send the epochs not yet sent, with ``tags``, and mark the run finished."""
         batch, self.unsent = self.unsent, []
-        self._log_epochs(batch, tags)
+        log_steps(self.client, self.run_id, batch, tags=tags)
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def _write_budget(self, folder: Path, final: EpochMetrics) -> None:
