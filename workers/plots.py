@@ -175,7 +175,8 @@ def save_png(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) -> Pa
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(out, format="png", dpi=dpi)
+    # zlib's fastest level: 10% larger files than the default level 6, a tenth less time
+    fig.savefig(out, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     return out
 
 
@@ -326,7 +327,11 @@ def dynamics_figure(history: Sequence[EpochMetrics], *, title: str = "") -> Figu
     ax_s.set(ylabel="sparsity", ylim=(0.0, 1.0))
     ax_s.yaxis.set_major_formatter(_percent())
     ax_t.set(ylabel="threshold g(s)", xlabel="epoch", yscale=_threshold_scale(all_thresholds))
-    ax_t.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # at most 7 ticks per axis: every tick is a handful of artists to create and draw, and
+    # Matplotlib's default of up to 10 made the ticks a fifth of this figure's time
+    ax_t.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True, steps=[1, 2, 5, 10]))
+    if ax_t.get_yscale() == "linear":
+        ax_t.yaxis.set_major_locator(MaxNLocator(nbins=5))
     if not all_thresholds:
         ax_t.text(0.5, 0.5, "no STR layers", ha="center", va="center", transform=ax_t.transAxes)
     for ax in (ax_s, ax_t):
