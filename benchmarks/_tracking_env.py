@@ -1,5 +1,5 @@
-"""What a tracking benchmark runs against: a real tracking server, MLflow's process-wide URI kept
-as it was, and the other benchmarks running on the machine."""
+"""What a tracking benchmark runs against: a real tracking server, and the other benchmarks
+running on the machine."""
 
 from __future__ import annotations
 
@@ -10,28 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import mlflow.tracking._tracking_service.utils as mlflow_uri_state
-
 from workers.mlflow_server import start_server, stop_server
-
-
-@contextlib.contextmanager
-def kept_mlflow_uri() -> Iterator[None]:
-    """Put MLflow's process-wide tracking URI and ``MLFLOW_TRACKING_URI`` back on exit.
-
-    ``TrialTracker._log_models`` calls ``mlflow.set_tracking_uri``, which also sets the variable;
-    left alone, a caller's later MLflow calls would go to the benchmark's stopped server.
-    """
-    saved_uri = mlflow_uri_state._tracking_uri
-    saved_env = os.environ.get("MLFLOW_TRACKING_URI")
-    try:
-        yield
-    finally:
-        mlflow_uri_state.set_tracking_uri(saved_uri)  # type: ignore[arg-type]  # None: unset
-        if saved_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
 @contextlib.contextmanager

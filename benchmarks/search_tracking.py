@@ -34,11 +34,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks._tracking_env import kept_mlflow_uri, machine_state, tracking_server
+from benchmarks._tracking_env import machine_state, tracking_server
 from benchmarks.tracking_overhead import SETUPS
 from strsearch.spec import SearchSpec
 from workers.search import ensure_ray, run_search
 from workers.tracking import TrackingSettings
+from workers.tracking.common import using_tracking_uri
 
 ARMS = ("off", "on")
 EXPERIMENT = "search-tracking-overhead"
@@ -230,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     args = _parse_args(list(sys.argv[1:] if argv is None else argv))
     before = machine_state()
-    with kept_mlflow_uri(), tracking_server() as uri:
+    with using_tracking_uri(), tracking_server() as uri:
         timings = run_benchmark(
             args.setup or list(SETUPS),
             repeats=args.repeats,

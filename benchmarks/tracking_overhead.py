@@ -69,7 +69,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from benchmarks._timed_tracker import PHASES, TimedTrialTracker
-from benchmarks._tracking_env import kept_mlflow_uri, machine_state, tracking_server
+from benchmarks._tracking_env import machine_state, tracking_server
 from str_core.train import Callback, EpochMetrics, Trainer, build_run
 from strsearch.spec import SearchSpec
 from workers.cpus import trial_threads
@@ -78,6 +78,7 @@ from workers.tracking import (
     KIND_TAG,
     TrialTracking,
 )
+from workers.tracking.common import using_tracking_uri
 from workers.trial_config import trial_config
 
 SETUPS: dict[str, tuple[str, str]] = {
@@ -415,7 +416,7 @@ def run_benchmark(
             f"repeats >= 1; got unknown {unknown}, arms {list(arms)}, repeats {repeats}"
         )
     timings: list[TrialTiming] = []
-    with kept_mlflow_uri(), tracking_server(tracking_uri) as uri:
+    with using_tracking_uri(), tracking_server(tracking_uri) as uri:
         job = Job.create(uri)
         try:
             for setup in setups:

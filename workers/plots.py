@@ -175,7 +175,7 @@ def save_png(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) -> Pa
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    # zlib's fastest level: 10% larger files than the default level 6, a tenth less time
+    # zlib's fastest level: 4-7% larger files than the default level 6, up to 10 ms less each
     fig.savefig(out, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     return out
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from benchmarks._timed_tracker import PHASES
-from benchmarks._tracking_env import kept_mlflow_uri
 from benchmarks.tracking_overhead import (
     ArmSummary,
     Job,
@@ -28,6 +27,7 @@ from benchmarks.tracking_overhead import (
 )
 from workers.mlflow_server import LocalServer
 from workers.tracking import MODEL_URI_TAG
+from workers.tracking.common import using_tracking_uri
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -152,7 +152,7 @@ def test_arms_track_what_they_say(mlflow_server: LocalServer) -> None:
     job = Job.create(mlflow_server.url, experiment=f"test-overhead-{time.time_ns()}")
     spec = trial_spec("digits", epochs=1)
     trackers = {}
-    with kept_mlflow_uri():
+    with using_tracking_uri():
         for arm in ("off", "on", "no-models"):
             seconds, trackers[arm], final = run_trial(spec, arm, job, f"t-{arm}")
             assert seconds > 0 and final.epoch == 1

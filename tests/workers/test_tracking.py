@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -43,6 +44,7 @@ from workers.tracking import (
     model_name,
     spec_params,
 )
+from workers.tracking.common import using_tracking_uri
 from workers.tracking.trial import _copy_model_code
 from workers.trial_config import trial_config
 
@@ -415,7 +417,10 @@ def test_a_trial_uploads_whole_models_through_a_proxying_server(
     tracker = TrialTracker(tracking, "t-proxied", spec, 1e-3, -5.0)
     trial = trial_config(spec, weight_decay=1e-3, s_init=-5.0)
     run = build_run(trial.model, trial.data, trial.train, trial.str_config)
+    session_uri = (mlflow.get_tracking_uri(), os.environ["MLFLOW_TRACKING_URI"])
     Trainer(run.model, trial.train, run.data, callbacks=[tracker]).fit()
+    # the model logging used this server without leaving the process pointed at it
+    assert (mlflow.get_tracking_uri(), os.environ["MLFLOW_TRACKING_URI"]) == session_uri
 
     ended = client.get_run(tracker.run_id)
     assert ended.info.artifact_uri.startswith("mlflow-artifacts:")
@@ -428,13 +433,15 @@ def test_a_trial_uploads_whole_models_through_a_proxying_server(
         for p in _copy_model_code(tmp_path / "code").rglob("*")
         if p.is_file()
     )
+    models = tmp_path / "models"
     for output in ended.outputs.model_outputs:
         model_uri = f"models:/{output.model_id}"
-        local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "m")))
+        with using_tracking_uri(proxying_server.url):
+            local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(models)))
+            loaded = mlflow.pytorch.load_model(model_uri)
         files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
         assert {"MLmodel", "data/model.pth", "input_example.json"} <= files, files
         assert {f"code/{name}" for name in code} <= files, sorted(files)
-        loaded = mlflow.pytorch.load_model(model_uri)
         example = torch.stack([run.data.test[i][0] for i in range(2)])
         assert loaded(example).shape == (2, 10)
         shutil.rmtree(local)

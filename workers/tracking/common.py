@@ -3,18 +3,20 @@ that respect them."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.tracking._tracking_service.utils as mlflow_uri_state
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -157,6 +159,29 @@ def log_steps(
     for i, batch in enumerate(batches):
         if batch or (i == 0 and run_tags):
             client.log_batch(run_id, metrics=batch, tags=run_tags if i == 0 else [])
+
+
+@contextlib.contextmanager
+def using_tracking_uri(uri: str | None = None) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` (if given) within the block; on exit, put MLflow's
+    process-wide tracking URI and ``MLFLOW_TRACKING_URI`` back as they were.
+
+    ``mlflow.set_tracking_uri`` also sets the variable, so a trial's model logging or a job's
+    model registration would otherwise leave the process (and every process it starts later)
+    pointed at their server.
+    """
+    saved_uri = mlflow_uri_state._tracking_uri
+    saved_env = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        if uri is not None:
+            mlflow.set_tracking_uri(uri)
+        yield
+    finally:
+        mlflow_uri_state.set_tracking_uri(saved_uri)  # type: ignore[arg-type]  # None: unset
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
 def find_run(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> Run | None:

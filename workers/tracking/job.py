@@ -33,6 +33,7 @@ from workers.tracking.common import (
     log_params,
     model_name,
     spec_params,
+    using_tracking_uri,
     write_csv,
 )
 
@@ -297,8 +298,8 @@ class JobTracker:
             "trial_id": best.trial_id,
             "weight_decay": f"{best.weight_decay:g}",
         }
-        mlflow.set_tracking_uri(self.tracking.tracking_uri)
-        version = mlflow.register_model(uri, name, tags=tags)
+        with using_tracking_uri(self.tracking.tracking_uri):
+            version = mlflow.register_model(uri, name, tags=tags)
         self.client.set_tag(self.run_id, "strsearch.registered_model", f"{name}/{version.version}")
         return f"{name}/{version.version}"
 

@@ -42,6 +42,7 @@ from workers.tracking.common import (
     log_params,
     log_steps,
     spec_params,
+    using_tracking_uri,
     write_csv,
 )
 
@@ -301,8 +302,10 @@ class TrialTracker(Callback):
         requirements = model_requirements()
         params = self._params()
         uris, outputs = {}, []
-        mlflow.set_tracking_uri(self.tracking.tracking_uri)
-        with tempfile.TemporaryDirectory(prefix="strsearch-models-") as tmp:
+        with (
+            using_tracking_uri(self.tracking.tracking_uri),
+            tempfile.TemporaryDirectory(prefix="strsearch-models-") as tmp,
+        ):
             code = [str(_copy_model_code(Path(tmp) / "code"))]
             for name, net in nets:
                 logged = mlflow.initialize_logged_model(
