@@ -369,17 +369,26 @@ class _EndCountingTracker(TrialTracker):
         self.end_calls = calls
 
 
-@pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
-def test_a_trial_ends_in_seven_requests(mlflow_server: LocalServer) -> None:
+def _one_epoch_trial(
+    url: str, tracker_class: type[TrialTracker], trial_id: str
+) -> tuple[MlflowClient, Any, Trainer]:
+    """A job's parent run on the server at ``url``, and a one-epoch digits trial tracked under it
+    by a ``tracker_class`` (the client, the tracker, the trainer, not yet run)."""
     spec = SearchSpec.parse({**SMALL, "training": {"epochs": 1}})
-    client = MlflowClient(mlflow_server.url)
+    client = MlflowClient(url)
     experiment_id = client.create_experiment(_experiment())
     parent = client.create_run(experiment_id, tags={JOB_TAG: "job-1", KIND_TAG: "job"})
-    tracking = TrialTracking(mlflow_server.url, experiment_id, "job-1", parent.info.run_id)
-    tracker = _EndCountingTracker(tracking, "t-end", spec, 1e-3, -5.0)
+    tracking = TrialTracking(url, experiment_id, "job-1", parent.info.run_id)
+    tracker = tracker_class(tracking, trial_id, spec, 1e-3, -5.0)
     trial = trial_config(spec, weight_decay=1e-3, s_init=-5.0)
     run = build_run(trial.model, trial.data, trial.train, trial.str_config)
-    Trainer(run.model, trial.train, run.data, callbacks=[tracker]).fit()
+    return client, tracker, Trainer(run.model, trial.train, run.data, callbacks=[tracker])
+
+
+@pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
+def test_a_trial_ends_in_seven_requests(mlflow_server: LocalServer) -> None:
+    client, tracker, trainer = _one_epoch_trial(mlflow_server.url, _EndCountingTracker, "t-end")
+    trainer.fit()
     # two logged models created and finalized, linked to the run, the last epoch with the
     # model tag, the run ended; the budget files, figures and models are copied, not uploaded
     assert sorted(tracker.end_calls) == sorted(
@@ -409,16 +418,9 @@ def proxying_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS
 def test_a_trial_uploads_whole_models_through_a_proxying_server(
     proxying_server: LocalServer, tmp_path: Path
 ) -> None:
-    spec = SearchSpec.parse({**SMALL, "training": {"epochs": 1}})
-    client = MlflowClient(proxying_server.url)
-    experiment_id = client.create_experiment(_experiment())
-    parent = client.create_run(experiment_id, tags={JOB_TAG: "job-1", KIND_TAG: "job"})
-    tracking = TrialTracking(proxying_server.url, experiment_id, "job-1", parent.info.run_id)
-    tracker = TrialTracker(tracking, "t-proxied", spec, 1e-3, -5.0)
-    trial = trial_config(spec, weight_decay=1e-3, s_init=-5.0)
-    run = build_run(trial.model, trial.data, trial.train, trial.str_config)
+    client, tracker, trainer = _one_epoch_trial(proxying_server.url, TrialTracker, "t-proxied")
     session_uri = (mlflow.get_tracking_uri(), os.environ["MLFLOW_TRACKING_URI"])
-    Trainer(run.model, trial.train, run.data, callbacks=[tracker]).fit()
+    trainer.fit()
     # the model logging used this server without leaving the process pointed at it
     assert (mlflow.get_tracking_uri(), os.environ["MLFLOW_TRACKING_URI"]) == session_uri
 
@@ -442,7 +444,7 @@ def test_a_trial_uploads_whole_models_through_a_proxying_server(
         files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
         assert {"MLmodel", "data/model.pth", "input_example.json"} <= files, files
         assert {f"code/{name}" for name in code} <= files, sorted(files)
-        example = torch.stack([run.data.test[i][0] for i in range(2)])
+        example = torch.stack([trainer.data.test[i][0] for i in range(2)])
         assert loaded(example).shape == (2, 10)
         shutil.rmtree(local)
 
