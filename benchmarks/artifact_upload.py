@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import mlflow.pytorch
 import torch
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
@@ -33,22 +32,14 @@ from mlflow.tracking import MlflowClient
 from str_core.config import DataConfig, STRConfig, TrainConfig
 from str_core.train import build_run
 from workers.mlflow_server import start_server, stop_server
-from workers.tracking.trial import _copy_model_code, copy_artifacts, model_requirements
+from workers.tracking.trial import copy_artifacts, copy_model_code, save_trial_model
 
 
 def save_model(folder: Path) -> int:
     """Save an (untrained) STR digits_cnn as a trial's models are saved; the number of files."""
     run = build_run("digits_cnn", DataConfig(name="digits"), TrainConfig(epochs=1), STRConfig())
-    code = _copy_model_code(folder / "code")
-    example = torch.stack([run.data.test[i][0] for i in range(2)]).numpy()
-    mlflow.pytorch.save_model(
-        run.model.eval(),
-        str(folder / "model"),
-        input_example=example,
-        pip_requirements=model_requirements(),
-        code_paths=[str(code)],
-        serialization_format="pickle",
-    )
+    example = torch.stack([run.data.test[i][0] for i in range(2)])
+    save_trial_model(run.model.eval(), folder / "model", example, copy_model_code(folder / "code"))
     return sum(1 for p in (folder / "model").rglob("*") if p.is_file())
 
 

@@ -56,7 +56,7 @@ from str_core.train import LAST_CHECKPOINT, Trainer, build_run
 from strsearch.spec import Resources, SearchSpec
 from workers import heap
 from workers.cpus import reserved_cpus, trial_threads
-from workers.reporting import EpochReporter
+from workers.reporting import EpochReporter, trial_callbacks
 from workers.tracking import trial_trackers
 from workers.trial_config import trial_config
 
@@ -117,7 +117,7 @@ def train_worker(config: dict[str, Any]) -> None:
             run.model,
             train_cfg,
             run.data,
-            callbacks=[reporter, *trackers],
+            callbacks=trial_callbacks(reporter, *trackers),
             checkpoint_dir=workdir,
         )
         trainer.fit(resume=restore is not None)

@@ -95,3 +95,11 @@ class EpochReporter(Callback):
     def send(self, trainer: Trainer, report: dict[str, Any]) -> None:
         """Deliver one epoch's report (with the checkpoint where due)."""
         raise NotImplementedError
+
+
+def trial_callbacks(reporter: EpochReporter, *others: Callback) -> list[Callback]:
+    """A trial's trainer callbacks: ``others`` (pruners, trackers) in the given order, then the
+    reporter. Tune may stop a trial at a report, so everything else an epoch's end does is done
+    before it; a tracker's run, for one, is open by then (see
+    :meth:`workers.tracking.TrialTracker.on_epoch_end`)."""
+    return [*others, reporter]

@@ -23,7 +23,7 @@ from strsearch.spec import SearchSpec
 from workers import heap
 from workers.cpus import trial_threads
 from workers.data_parallel import train_trial_data_parallel
-from workers.reporting import EpochReporter, band_rule
+from workers.reporting import EpochReporter, band_rule, trial_callbacks
 from workers.tracking import trial_trackers
 from workers.trial_config import Row, method_trial, trial_config
 
@@ -78,7 +78,7 @@ def train_trial(config: dict[str, Any]) -> None:
             run.model,
             trial.train,
             run.data,
-            callbacks=[*pruners, reporter, *trackers],
+            callbacks=trial_callbacks(reporter, *pruners, *trackers),
             checkpoint_dir=workdir,
         )
         trainer.fit(resume=restored is not None)

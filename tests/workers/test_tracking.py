@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +21,12 @@ import numpy as np
 import pytest
 import torch
 from mlflow.entities import LoggedModelStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils import rest_utils
 
 from str_core.layers import STR_LAYER_TYPES
-from str_core.train import EpochMetrics, Trainer, build_run
+from str_core.train import Callback, EpochMetrics, Trainer, build_run
 from str_core.train.callbacks import LayerSnapshot
 from strsearch.spec import SearchSpec
 from workers import run_search
@@ -40,12 +43,13 @@ from workers.tracking import (
     TrackingSettings,
     TrialTracker,
     TrialTracking,
+    find_run,
     log_metrics,
     model_name,
     spec_params,
 )
 from workers.tracking.common import using_tracking_uri
-from workers.tracking.trial import _copy_model_code
+from workers.tracking.trial import copy_model_code
 from workers.trial_config import trial_config
 
 # digits_cnn, 4 epochs: λ 1.3e-2 gives ~54%, 4.4e-2 ~89%; a ±5% band around 70% lands in a few
@@ -322,11 +326,59 @@ def test_epochs_are_sent_together_and_a_resumed_trial_fills_its_gap(
     resumed.trial_id = "t2"
     history = [_epoch(e) for e in (1, 2, 3)]
     resumed.on_train_start(SimpleNamespace(rank=0, history=history))  # type: ignore[arg-type]
-    assert resumed.run_id == first.run_id
     for epoch in (4, 5):
         resumed.on_epoch_end(SimpleNamespace(rank=0), _epoch(epoch))  # type: ignore[arg-type]
     resumed.flush()
+    assert resumed.run_id == first.run_id
     assert _steps(resumed) == [1, 2, 3, 4, 5]
+    history = MlflowClient(mlflow_server.url).get_metric_history(resumed.run_id, "test_acc")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5]  # epochs 1 and 2 sent once
+
+
+def test_the_run_is_open_when_the_first_epoch_ends(mlflow_server: LocalServer) -> None:
+    # the run is opened on the sender thread while the first epoch trains; a callback after the
+    # tracker (the Tune reporter, whose report is where Tune stops a trial) finds it open
+    spec = SearchSpec.parse({**SMALL, "training": {"epochs": 1}})
+    experiment_id = MlflowClient(mlflow_server.url).create_experiment(_experiment())
+    tracking = TrialTracking(mlflow_server.url, experiment_id, "job-1", "parent-run", False)
+    tags = {JOB_TAG: "job-1", TRIAL_TAG: "t-open", KIND_TAG: "trial"}
+    seen: list[str] = []
+
+    class Reporter(Callback):
+        def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
+            run = find_run(MlflowClient(mlflow_server.url), experiment_id, tags)
+            seen.append("missing" if run is None else run.info.status)
+
+    class SlowToOpen(TrialTracker):
+        def _open_run(self) -> None:
+            time.sleep(2.0)  # a busy server: the first epoch ends before the run is open
+            super()._open_run()
+
+    trial = trial_config(spec, weight_decay=1e-3, s_init=-5.0)
+    run = build_run(trial.model, trial.data, trial.train, trial.str_config)
+    tracker = SlowToOpen(tracking, "t-open", spec, 1e-3, -5.0)
+    Trainer(run.model, trial.train, run.data, callbacks=[tracker, Reporter()]).fit()
+    assert seen == ["RUNNING"]
+
+
+def test_a_run_that_cannot_be_opened_fails_the_trial_by_its_first_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    tracking = TrialTracking(nobody, "0", "job-1", "parent-run")
+    spec = SearchSpec.parse(SMALL)
+    tracker = TrialTracker(tracking, "t1", spec, 1e-3, -5.0, send_seconds=60.0)
+
+    def start_and_train_an_epoch() -> None:
+        tracker.on_train_start(SimpleNamespace(rank=0, history=[]))  # type: ignore[arg-type]
+        tracker.on_epoch_end(SimpleNamespace(rank=0), _epoch(1))  # type: ignore[arg-type]
+
+    # raised where the tracker first finds it failed, at the latest when the first epoch ends
+    with pytest.raises(MlflowException, match=r"127\.0\.0\.1"):
+        start_and_train_an_epoch()
 
 
 def test_constant_metrics_go_with_the_first_epoch_only(mlflow_server: LocalServer) -> None:
@@ -432,7 +484,7 @@ def test_a_trial_uploads_whole_models_through_a_proxying_server(
     # every file of both models arrived, in its folder (they are uploaded several at a time)
     code = sorted(
         p.relative_to(tmp_path / "code").as_posix()
-        for p in _copy_model_code(tmp_path / "code").rglob("*")
+        for p in copy_model_code(tmp_path / "code").rglob("*")
         if p.is_file()
     )
     models = tmp_path / "models"

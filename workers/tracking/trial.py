@@ -112,21 +112,39 @@ class TrialTracker(Callback):
         self.method = method
         self.seed = seed
         self.client = MlflowClient(tracking.tracking_uri)
-        self.run_id = ""
+        self.run_id = ""  # both known once the sender thread has opened the run
         self.artifact_uri = ""
-        self.last_logged = 0
+        self.run_logged = 0  # the last epoch the run had when it was opened (a resumed trial)
+        self.last_logged = 0  # the last epoch queued to send
         self.send_seconds = send_seconds
         # Epoch metrics go out from one thread of our own, synchronously: MLflow's asynchronous
         # queue makes the first end of a run wait up to a second for its polling thread.
         self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strsearch-mlflow")
         self.sent: list[Future[None]] = []
+        self.opening: Future[None] | None = None  # opening the run, until the first epoch ends
         self.unsent: list[tuple[int, dict[str, float]]] = []
         self.last_send = 0.0
         self.constants_kept = False
 
     def on_train_start(self, trainer: Trainer) -> None:
+        """Open the trial's run and send its params on the sender thread, while the first epoch
+        trains (a failure there is raised at the next send). The first epoch's end waits for the
+        run, see :meth:`on_epoch_end`."""
         if trainer.rank != 0:
             return
+        self.opening = self.sender.submit(self._open_run)
+        self.sent.append(self.opening)
+        self.sent.append(self.sender.submit(self._send_params))
+        if self.tracking.log_models:  # the first model logging's one-off work, see below
+            self.sent.append(self.sender.submit(prepare_model_logging))
+        # A resumed trial starts from its checkpoint's history: epochs that had not been sent
+        # when the trial stopped go out now, so the run's metrics have no gap.
+        for metrics in trainer.history:
+            self._keep(metrics)
+        self._send()
+
+    def _open_run(self) -> None:
+        """Find the trial's run (a resumed trial continues it) or create it (sender thread)."""
         tags = {
             JOB_TAG: self.tracking.job_id,
             TRIAL_TAG: self.trial_id,
@@ -147,19 +165,12 @@ class TrialTracker(Callback):
         else:
             self.client.update_run(run.info.run_id, status="RUNNING")
             history = self.client.get_metric_history(run.info.run_id, "sparsity")
-            self.last_logged = max((m.step for m in history), default=0)
-        self.run_id = run_id = run.info.run_id
+            self.run_logged = max((m.step for m in history), default=0)
+        self.run_id = run.info.run_id
         self.artifact_uri = run.info.artifact_uri
-        # The params go out on the sender thread while the first epoch trains; so does the
-        # requirement check of the first model logged in this process.
-        self.sent.append(self.sender.submit(log_params, self.client, run_id, self._params()))
-        if self.tracking.log_models:
-            self.sent.append(self.sender.submit(prepare_model_logging))
-        # A resumed trial starts from its checkpoint's history: epochs that had not been sent
-        # when the trial stopped go out now, so the run's metrics have no gap.
-        for metrics in trainer.history:
-            self._keep(metrics)
-        self._send()
+
+    def _send_params(self) -> None:
+        log_params(self.client, self.run_id, self._params())
 
     def _label(self) -> str:
         """``λ=… s=…`` of a search trial; ``<method> seed=… …`` of a comparison trial."""
@@ -184,14 +195,25 @@ class TrialTracker(Callback):
         return params
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
+        """Queue the epoch's metrics; send them at most every ``send_seconds``.
+
+        The first epoch's end waits until the run is open. The tracker comes before the
+        reporter among a trial's callbacks (:func:`workers.reporting.trial_callbacks`), so the
+        run exists before Tune sees the trial's first report, where Tune may stop the trial.
+        The job closes its children's runs after its trials have stopped; a run opened after
+        that would stay ``RUNNING``.
+        """
         if trainer.rank != 0:
             return
+        if self.opening is not None:
+            self.opening.result()  # usually done long before: an epoch outlasts two requests
+            self.opening = None
         self._keep(metrics)
         if time.monotonic() - self.last_send >= self.send_seconds:
             self._send()
 
     def _keep(self, metrics: EpochMetrics) -> None:
-        """Queue an epoch's metrics for the next send, unless the run already has it."""
+        """Queue an epoch's metrics for the next send, unless it was queued already."""
         if metrics.epoch <= self.last_logged:
             return
         values = metrics.flat() | {"weight_decay": self.weight_decay}
@@ -205,11 +227,22 @@ class TrialTracker(Callback):
         self.last_logged = metrics.epoch
 
     def _send(self) -> None:
-        """Hand the queued epochs to the sender thread as one batch."""
+        """Hand the queued epochs to the sender thread as one batch (and raise what the sender
+        thread failed with since the last send)."""
+        for done in [f for f in self.sent if f.done()]:
+            self.sent.remove(done)
+            done.result()
         if self.unsent:
             batch, self.unsent = self.unsent, []
-            self.sent.append(self.sender.submit(log_steps, self.client, self.run_id, batch))
+            self.sent.append(self.sender.submit(self._log_epochs, batch))
         self.last_send = time.monotonic()
+
+    def _log_epochs(
+        self, batch: list[tuple[int, dict[str, float]]], tags: Mapping[str, str] | None = None
+    ) -> None:
+        """Log the epochs of ``batch`` that the run does not have yet, with ``tags``."""
+        fresh = [(epoch, values) for epoch, values in batch if epoch > self.run_logged]
+        log_steps(self.client, self.run_id, fresh, tags=tags)
 
     def flush(self) -> None:
         """Send what is queued and wait until every batch is logged (re-raises a failure)."""
@@ -264,7 +297,7 @@ class TrialTracker(Callback):
     def _finish(self, tags: Mapping[str, str]) -> None:
         """Send the epochs not yet sent, with ``tags``, and mark the run finished."""
         batch, self.unsent = self.unsent, []
-        log_steps(self.client, self.run_id, batch, tags=tags)
+        self._log_epochs(batch, tags)
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def _write_budget(self, folder: Path, final: EpochMetrics) -> None:
@@ -292,21 +325,17 @@ class TrialTracker(Callback):
         """
         model = trainer.model.to("cpu").eval()
         example = torch.stack([trainer.data.test[i][0] for i in range(2)])
-        with torch.no_grad():
-            output = model(example)
-        signature = infer_signature(example.numpy(), output.numpy())
         # a baseline's masks are parametrizations, which cannot be pickled: log it baked
         dense = bake(densify(copy.deepcopy(model))).eval()
         has_str = any(isinstance(m, STRMixin) for m in model.modules())
         nets = (("str_model", model), ("model", dense)) if has_str else (("model", dense),)
-        requirements = model_requirements()
         params = self._params()
         uris, outputs = {}, []
         with (
             using_tracking_uri(self.tracking.tracking_uri),
             tempfile.TemporaryDirectory(prefix="strsearch-models-") as tmp,
         ):
-            code = [str(_copy_model_code(Path(tmp) / "code"))]
+            code = copy_model_code(Path(tmp) / "code")
             for name, net in nets:
                 logged = mlflow.initialize_logged_model(
                     name=name,
@@ -316,22 +345,13 @@ class TrialTracker(Callback):
                 )
                 try:
                     local = Path(tmp) / name
-                    mlflow.pytorch.save_model(
-                        net,
-                        str(local),
-                        mlflow_model=Model(
-                            artifact_path=logged.artifact_location,
-                            model_uuid=logged.model_id,
-                            run_id=self.run_id,
-                            model_id=logged.model_id,
-                        ),
-                        signature=signature,
-                        input_example=example.numpy(),
-                        pip_requirements=requirements,
-                        code_paths=code,
-                        # torch.export cannot trace STR's data-dependent threshold; pickle it
-                        serialization_format="pickle",
+                    metadata = Model(
+                        artifact_path=logged.artifact_location,
+                        model_uuid=logged.model_id,
+                        run_id=self.run_id,
+                        model_id=logged.model_id,
                     )
+                    save_trial_model(net, local, example, code, metadata)
                     copy_artifacts(local, logged.artifact_location, self.tracking.tracking_uri)
                 except BaseException:
                     self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
@@ -341,6 +361,32 @@ class TrialTracker(Callback):
                 outputs.append(LoggedModelOutput(logged.model_id, step=0))
         self.client.log_outputs(self.run_id, outputs)
         return uris["model"]
+
+
+def save_trial_model(
+    net: torch.nn.Module,
+    path: Path,
+    example: torch.Tensor,
+    code: Path,
+    metadata: Model | None = None,
+) -> None:
+    """Save ``net`` to the folder ``path`` as ``mlflow.pytorch`` saves a model: pickled, with
+    ``example`` as its input example, the signature of its output on it, the pinned
+    :func:`model_requirements` and ``code`` (:func:`copy_model_code`). ``metadata`` is the
+    ``MLmodel`` to fill in (a logged model's ids); a fresh one by default."""
+    with torch.no_grad():
+        output = net(example)
+    mlflow.pytorch.save_model(
+        net,
+        str(path),
+        mlflow_model=metadata,
+        signature=infer_signature(example.numpy(), output.numpy()),
+        input_example=example.numpy(),
+        pip_requirements=model_requirements(),
+        code_paths=[str(code)],
+        # torch.export cannot trace STR's data-dependent threshold; pickle it
+        serialization_format="pickle",
+    )
 
 
 UPLOAD_THREADS = 8
@@ -411,7 +457,7 @@ the budget checks they use, the layers and the model registry); data, training a
 is not needed to load a model."""
 
 
-def _copy_model_code(dest: Path) -> Path:
+def copy_model_code(dest: Path) -> Path:
     """Copy the :data:`MODEL_CODE` parts of ``str_core`` to ``dest/str_core`` (no bytecode)."""
     source = Path(str_core.__file__).parent
     package = dest / "str_core"
