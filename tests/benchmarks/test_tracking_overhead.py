@@ -50,6 +50,7 @@ def test_summarize_takes_medians_and_ratios_to_off_without_the_warmup() -> None:
     assert (off.arm, off.seconds, off.ratio, off.repeats) == ("off", 11.0, 1.0, 3)
     assert on.seconds == 13.0 and on.ratio == pytest.approx(13.0 / 11.0)
     assert on.added == pytest.approx(2.0)
+    assert on.paired == pytest.approx(2.0)  # round by round: +2, +1, +3
     assert on.own == pytest.approx(0.1 * len(PHASES))
     assert on.indirect == pytest.approx(2.0 - 0.1 * len(PHASES))
     assert on.all_seconds == (12.0, 13.0, 14.0)
@@ -62,10 +63,10 @@ def test_goal_report_judges_each_tracked_arm_and_flags_changed_training() -> Non
     assert not rows[0].same_result
     own = f"{0.1 * len(PHASES) / 10.0:.1%}"
     assert goal_report(rows) == [
-        f"digits/on: tracking adds +4.0% of the trial time, its own calls {own} "
-        "(goal <= 5%): meets",
-        f"digits/lean: tracking adds +20.0% of the trial time, its own calls {own} "
-        "(goal <= 5%): MISSES",
+        f"digits/on: tracking adds +4.0% of the trial time (+4.0% per round, median), "
+        f"its own calls {own} (goal <= 5%): meets",
+        f"digits/lean: tracking adds +20.0% of the trial time (+20.0% per round, median), "
+        f"its own calls {own} (goal <= 5%): MISSES",
         "WARNING digits: the arms ended at different sparsity or accuracy",
     ]
 
@@ -81,14 +82,18 @@ def test_goal_report_says_how_many_trials_ran_beside_another_benchmark() -> None
 def test_format_table_has_one_row_per_arm_and_no_phases_for_off() -> None:
     phases = dict.fromkeys(PHASES, 0.5)
     rows = [
-        ArmSummary("digits", "off", 30, 3, 7.0, 1.0, 0.0, dict.fromkeys(PHASES, 0.0), 0, 0, True),
-        ArmSummary("digits", "on", 30, 3, 10.0, 10 / 7, 3.0, phases, 2.5, 0.5, True, figures=0.2),
+        ArmSummary(
+            "digits", "off", 30, 3, 7.0, 1.0, 0.0, 0.0, dict.fromkeys(PHASES, 0.0), 0, 0, True
+        ),
+        ArmSummary(
+            "digits", "on", 30, 3, 10.0, 10 / 7, 3.0, 2.0, phases, 2.5, 0.5, True, figures=0.2
+        ),
     ]
     lines = format_table(rows).splitlines()
     assert len(lines) == 4
-    assert all(line.count("|") == 10 + len(PHASES) for line in lines)
-    assert lines[2].endswith("| 7.00 | 1.000 |" + " – |" * (4 + len(PHASES)))
-    cells = " +3.00 | 2.50 |" + " 0.50 |" * len(PHASES) + " +0.50 | 0.20 |"
+    assert all(line.count("|") == 11 + len(PHASES) for line in lines)
+    assert lines[2].endswith("| 7.00 | 1.000 |" + " – |" * (5 + len(PHASES)))
+    cells = " +3.00 | +2.00 | 2.50 |" + " 0.50 |" * len(PHASES) + " +0.50 | 0.20 |"
     assert lines[3].endswith("| 10.00 | 1.429 |" + cells)
 
 
