@@ -27,7 +27,7 @@ demo: install
 ## a test file per process at a time (each has its own Ray head and MLflow server)
 TEST_WORKERS ?= 2
 test: install lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --cov --cov-report=term tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term tests
 
 lint: install
 	$(BIN)/ruff check str_core strsearch workers service tests benchmarks deploy

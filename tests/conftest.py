@@ -9,8 +9,7 @@ processes the tests start. The MLflow servers run without them too (they run no 
 
 Under ``pytest -n N`` (``make test``) every worker process is a session of its own, with its own
 Ray head and MLflow server; everything else the tests start is named after a temporary path,
-a free port or a random database name, so workers never share state. Files are handed to the
-workers whole (``--dist loadfile``), the slowest first (``pytest_collection_modifyitems``).
+a free port or a random database name, so workers never share state.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,31 +35,6 @@ import ray  # noqa: E402
 from strsearch.cli.processes import free_port  # noqa: E402
 from strsearch.cli.ray_node import ray_env, start_ray_node  # noqa: E402
 from workers.mlflow_server import LocalServer, start_server, stop_server  # noqa: E402
-
-SLOW_TEST_SECONDS = 90.0
-"""A rough cost of a test marked ``slow`` (they take 30–200 s)."""
-
-TEST_SECONDS = 0.5
-"""A rough cost of any other test (most take well under a second, a few up to 20 s)."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the test files with the most work first, each file's tests in their own order.
-
-    ``make test`` hands whole files to its worker processes as they become free, in this order
-    (``--no-loadscope-reorder``; xdist would otherwise order them by their number of tests,
-    which puts a file of one slow test last, where the other worker waits for it). Slowest
-    first keeps the workers busy to the end; the estimate counts :data:`SLOW_TEST_SECONDS` per
-    ``slow`` test and :data:`TEST_SECONDS` per other test."""
-
-    def file_of(item: pytest.Item) -> str:
-        return item.nodeid.split("::")[0]
-
-    cost: defaultdict[str, float] = defaultdict(float)
-    for item in items:
-        slow = item.get_closest_marker("slow") is not None
-        cost[file_of(item)] += SLOW_TEST_SECONDS if slow else TEST_SECONDS
-    items.sort(key=lambda item: -cost[file_of(item)])
 
 
 @pytest.fixture(scope="session")
