@@ -405,6 +405,9 @@ class _EndCountingTracker(TrialTracker):
     """A ``TrialTracker`` that records the REST endpoints its ``on_train_end`` calls."""
 
     def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
+        # what the sender thread still has to send from the start (the params) and the epochs
+        # is not the end's: a short trial can end before it is sent
+        self._wait_sent()
         calls: list[str] = []
         original = rest_utils.http_request
 
