@@ -26,10 +26,11 @@ class TimedTrialTracker(TrialTracker):
 
     Behaviour is the parent's: waiting for the sender thread's batches at the start of
     ``on_train_end`` is timed as ``flush``, copying the budget files and figures as ``upload``,
-    logging the models as ``models``, and sending the last epochs with the model tag and ending
-    the run as ``end``. ``plots`` is the rest of ``on_train_end``: waiting for the budget files
-    and figures, which the sender thread writes while the models are logged, beyond the models'
-    own time. :attr:`figure_seconds` is how long that thread took to write them.
+    logging the models as ``models``, and tagging the run with the model's URI and ending it as
+    ``end``. ``plots`` is the rest of ``on_train_end``: waiting for the last epochs' metrics and
+    for the budget files and figures, which two threads send and write while the models are
+    logged, beyond the models' own time. :attr:`figure_seconds` is how long the figures' thread
+    took to write them.
     """
 
     def __init__(

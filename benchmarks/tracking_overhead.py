@@ -25,11 +25,12 @@ The tracker is a subclass of ``TrialTracker`` (:mod:`benchmarks._timed_tracker`)
 own work, which splits the added time into phases: ``start`` (client, run lookup and creation;
 the params go out on the tracker's sender thread), ``epochs`` (the per-epoch hook: queueing the
 epoch's metrics and, every 5 s, handing the queue to the sender thread), ``flush`` (waiting for
-that thread at the end), ``plots`` (waiting for the budget CSV/JSON and the two PNG figures
-beyond the models' time: the sender thread writes them while the models are logged, and its own
-time for them is the ``figures (thread)`` column), ``upload`` (copying those four files),
-``models`` (the STR and the densified model saved with ``mlflow.pytorch`` and logged to the run)
-and ``end`` (the last epochs' metrics with the model URI tag, and marking the run finished).
+that thread at the end), ``plots`` (waiting for the last epochs' metrics, the budget CSV/JSON and
+the two PNG figures beyond the models' time: two threads send and write them while the models are
+logged, and the figures' thread's own time is the ``figures (thread)`` column), ``upload``
+(copying those four files), ``models`` (the STR and the densified model saved with
+``mlflow.pytorch`` and logged to the run) and ``end`` (the model URI tag, and marking the run
+finished).
 What the medians differ by beyond these phases is ``indirect``: the sender thread and the server
 competing with training for the CPU, plus noise.
 Before and after every trial the benchmark lists other ``benchmarks.*`` processes, so a table

@@ -33,6 +33,7 @@ from matplotlib.ticker import (
     NullLocator,
     PercentFormatter,
 )
+from PIL import Image
 
 from str_core.train.callbacks import EpochMetrics, LayerSnapshot
 
@@ -174,9 +175,16 @@ def save_png(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) -> Pa
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    # zlib's fastest level: 4-7% larger files than the default level 6, up to 10 ms less each
-    fig.savefig(out, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # type: ignore[no-untyped-call]
+    pixels = np.asarray(canvas.buffer_rgba())  # type: ignore[no-untyped-call]
+    # An opaque figure (all of ours: white face) goes out as RGB: encoding a quarter fewer bytes
+    # takes about half the time of RGBA (some 8 ms of a trial figure's 40-60), and the file is
+    # 10% smaller. zlib's fastest level: 4-7% larger files than level 6, up to 10 ms less each.
+    if bool((pixels[..., 3] == 255).all()):
+        pixels = pixels[..., :3]
+    Image.fromarray(pixels).save(out, format="png", compress_level=1)
     return out
 
 

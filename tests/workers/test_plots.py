@@ -399,6 +399,19 @@ def test_save_png_creates_parents_and_honours_dpi(tmp_path: Path) -> None:
         assert big.width > 1.5 * s.width
 
 
+def test_save_png_drops_the_alpha_channel_of_opaque_figures_only(tmp_path: Path) -> None:
+    opaque = save_png(budget_figure(make_layers(3)), tmp_path / "opaque.png", dpi=50)
+    see_through = budget_figure(make_layers(3))
+    see_through.patch.set_alpha(0.0)
+    for ax in see_through.axes:
+        ax.patch.set_alpha(0.0)
+    clear = save_png(see_through, tmp_path / "clear.png", dpi=50)
+    with Image.open(opaque) as a, Image.open(clear) as b:
+        assert a.mode == "RGB" and b.mode == "RGBA"
+        assert a.size == b.size == (450, 150)  # 9 x 3 inches at 50 dpi
+        assert np.asarray(b)[0, 0, 3] == 0
+
+
 def test_figures_render_identically_from_several_threads(tmp_path: Path) -> None:
     def render(i: int) -> bytes:
         fig = dynamics_figure(make_history(3), title="same")

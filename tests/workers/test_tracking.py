@@ -441,15 +441,17 @@ def _one_epoch_trial(
 
 
 @pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
-def test_a_trial_ends_in_seven_requests(mlflow_server: LocalServer) -> None:
+def test_a_trial_ends_in_eight_requests(mlflow_server: LocalServer) -> None:
     client, tracker, trainer = _one_epoch_trial(mlflow_server.url, _EndCountingTracker, "t-end")
+    tracker.send_seconds = 1e9  # the epoch is left for the end to send
     trainer.fit()
-    # two logged models created and finalized, linked to the run, the last epoch with the
-    # model tag, the run ended; the budget files, figures and models are copied, not uploaded
+    # the last epochs, two logged models created and finalized, linked to the run, the model
+    # tag, the run ended; the budget files, figures and models are copied, not uploaded
     assert sorted(tracker.end_calls) == sorted(
         ["POST logged-models", "PATCH logged-models/{id}"] * 2
-        + ["POST runs/outputs", "POST runs/log-batch", "POST runs/update"]
+        + ["POST runs/outputs", "POST runs/log-batch", "POST runs/log-batch", "POST runs/update"]
     ), tracker.end_calls
+    assert _steps(tracker) == [1]
     ended = client.get_run(tracker.run_id)
     assert ended.info.status == "FINISHED"
     assert ended.data.tags[MODEL_URI_TAG].startswith("models:/")

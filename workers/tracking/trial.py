@@ -256,26 +256,36 @@ class TrialTracker(Callback):
         self.sent.clear()
 
     def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
-        """Write the budget files and figures, log the models, then send the last epochs with the
-        model's URI tag in one request and end the run: 7 requests with models, 2 without (with
-        the embedded server, whose artifact folder the trial writes to directly).
+        """Send the last epochs, write the budget files and figures and log the models, all at
+        once; then tag the run with the model's URI and end it: 8 requests with models, 2
+        without (with the embedded server, whose artifact folder the trial writes to directly).
 
-        The figures are drawn on the sender thread while this thread logs the models: most of
-        that is waiting for the server, so the drawing fits in those waits."""
+        The last epochs (up to ``send_seconds`` of them) and the figures go out on two threads
+        of their own while this thread logs the models. The server stores the epochs while the
+        trial saves the models and draws the figures, instead of after them; the drawing fits in
+        the models' waits for the server."""
         if trainer.rank != 0:
             return
         self._wait_sent()
+        self.sender.shutdown()
+        batch, self.unsent = self.unsent, []
         tags: dict[str, str] = {}
-        with tempfile.TemporaryDirectory(prefix="strsearch-trial-artifacts-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix="strsearch-trial-artifacts-") as tmp,
+            ThreadPoolExecutor(2, thread_name_prefix="strsearch-mlflow-end") as end,
+        ):
             folder = Path(tmp)
-            files = self.sender.submit(self._write_files, folder, history)
+            done = [
+                end.submit(self._log_epochs, batch),
+                end.submit(self._write_files, folder, history),
+            ]
             try:
                 if self.tracking.log_models:
                     tags[MODEL_URI_TAG] = self._log_models(trainer)
             finally:
-                wait([files])
-                self.sender.shutdown()
-            files.result()
+                wait(done)
+            for future in done:
+                future.result()
             self._upload(folder)
         self._finish(tags)
 
@@ -295,9 +305,9 @@ class TrialTracker(Callback):
         copy_artifacts(folder, self.artifact_uri, self.tracking.tracking_uri)
 
     def _finish(self, tags: Mapping[str, str]) -> None:
-        """Send the epochs not yet sent, with ``tags``, and mark the run finished."""
-        batch, self.unsent = self.unsent, []
-        self._log_epochs(batch, tags)
+        """Set ``tags`` on the run and mark it finished."""
+        if tags:
+            log_steps(self.client, self.run_id, [], tags=tags)
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def _write_budget(self, folder: Path, final: EpochMetrics) -> None:
@@ -316,8 +326,9 @@ class TrialTracker(Callback):
         return the densified model's URI.
 
         Each is a logged model of this run, in the format ``mlflow.pytorch.log_model`` writes:
-        created (``PENDING``), saved with ``mlflow.pytorch.save_model`` under its id, copied to
-        its artifact location and marked ``READY`` (``FAILED`` if saving or copying fails); then
+        created (``PENDING``), saved with ``mlflow.pytorch.save_model`` under its id into its
+        artifact location (a local one directly, a remote one through a temporary folder) and
+        marked ``READY`` (``FAILED`` if saving or copying fails); then
         both are linked to the run as its outputs in one call: 5 requests. Through ``log_model``
         the two took 8 before that call, and each saved model was loaded back to check that it
         serves its input example (tests/workers/test_tracking.py checks that instead). The parts of
@@ -344,15 +355,20 @@ class TrialTracker(Callback):
                     experiment_id=self.tracking.experiment_id,
                 )
                 try:
-                    local = Path(tmp) / name
                     metadata = Model(
                         artifact_path=logged.artifact_location,
                         model_uuid=logged.model_id,
                         run_id=self.run_id,
                         model_id=logged.model_id,
                     )
-                    save_trial_model(net, local, example, code, metadata)
-                    copy_artifacts(local, logged.artifact_location, self.tracking.tracking_uri)
+                    folder = local_folder(logged.artifact_location, self.tracking.tracking_uri)
+                    if folder is not None:  # the embedded server's: saved in place, no copy
+                        save_trial_model(net, folder, example, code, metadata)
+                    else:
+                        save_trial_model(net, Path(tmp) / name, example, code, metadata)
+                        copy_artifacts(
+                            Path(tmp) / name, logged.artifact_location, self.tracking.tracking_uri
+                        )
                 except BaseException:
                     self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
                     raise
@@ -391,6 +407,15 @@ def save_trial_model(
 
 UPLOAD_THREADS = 8
 """How many files :func:`copy_artifacts` sends to a remote artifact store at once."""
+
+
+def local_folder(location: str, tracking_uri: str) -> Path | None:
+    """The folder of the artifact ``location`` when it is on this machine's file system (the
+    embedded server's artifact root), ``None`` for a remote one."""
+    repository = get_artifact_repository(location, tracking_uri=tracking_uri)
+    if isinstance(repository, LocalArtifactRepository):
+        return Path(repository.artifact_dir)
+    return None
 
 
 def copy_artifacts(folder: Path, location: str, tracking_uri: str) -> None:
