@@ -8,10 +8,12 @@ meaning: :mod:`benchmarks.tracking_overhead`).
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from benchmarks._tracking_env import process_cpu
 from str_core.train import EpochMetrics, Trainer
 from strsearch.spec import SearchSpec
 from workers.tracking import TrialTracker, TrialTracking
@@ -31,7 +33,15 @@ class TimedTrialTracker(TrialTracker):
     for the budget files and figures, which two threads send and write while the models are
     logged, beyond the models' own time. :attr:`figure_seconds` is how long the figures' thread
     took to write them.
+
+    What the tracker makes other threads and processes do while the trial trains is not in the
+    phases: :attr:`thread_cpu` is the CPU time of the sender thread's work before the trial's end
+    (opening the run, the params, the epochs' batches), :attr:`server_cpu` the CPU time of the
+    processes :attr:`server_pids` (the tracking server's, when it runs on this machine) from
+    the trial's start to the start of its end (``nan`` without them).
     """
+
+    server_pids: tuple[int, ...] = ()
 
     def __init__(
         self,
@@ -45,7 +55,35 @@ class TimedTrialTracker(TrialTracker):
         super().__init__(tracking, trial_id, spec, weight_decay, s_init)
         self.seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.figure_seconds = 0.0
+        self.thread_cpu = 0.0
+        self.server_cpu = math.nan
+        self._server_started = 0.0
+        self._ending = False
         self.seconds["start"] = time.perf_counter() - started
+
+    @contextlib.contextmanager
+    def background(self) -> Iterator[None]:
+        """Add the CPU time of the block's thread to :attr:`thread_cpu`, until the trial ends."""
+        counted, started = not self._ending, time.thread_time()
+        try:
+            yield
+        finally:
+            if counted:
+                self.thread_cpu += time.thread_time() - started
+
+    def _open_run(self) -> None:
+        with self.background():
+            super()._open_run()
+
+    def _send_params(self) -> None:
+        with self.background():
+            super()._send_params()
+
+    def _log_epochs(
+        self, batch: list[tuple[int, dict[str, float]]], tags: Mapping[str, str] | None = None
+    ) -> None:
+        with self.background():
+            super()._log_epochs(batch, tags)
 
     @contextlib.contextmanager
     def timed(self, phase: str) -> Iterator[None]:
@@ -57,6 +95,7 @@ class TimedTrialTracker(TrialTracker):
             self.seconds[phase] += time.perf_counter() - started
 
     def on_train_start(self, trainer: Trainer) -> None:
+        self._server_started = process_cpu(self.server_pids)
         with self.timed("start"):
             super().on_train_start(trainer)
 
@@ -84,6 +123,9 @@ class TimedTrialTracker(TrialTracker):
             super()._finish(tags)
 
     def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
+        self._ending = True
+        if self.server_pids:
+            self.server_cpu = process_cpu(self.server_pids) - self._server_started
         timed = ("flush", "upload", "end", "models")
         before = sum(self.seconds[p] for p in timed)
         started = time.perf_counter()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,39 @@ def _lineage(pid: int) -> set[int]:
         # the parent is the second field after the command, which is in parentheses
         pid = int(stat.rsplit(")", 1)[1].split()[1])
     return lineage
+
+
+def server_processes(uri: str) -> tuple[int, ...]:
+    """The processes of the server listening on ``uri``'s port on this machine: the listener's
+    whole process group (``mlflow server`` and its uvicorn worker); empty for a server elsewhere
+    or one this user cannot see."""
+    port = urllib.parse.urlsplit(uri).port
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()  # local address, remote address, state (0A: listening)
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    inodes.add(f"socket:[{fields[9]}]")
+    groups = set()
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) in inodes:
+                groups.add(os.getpgid(int(fd.parent.parent.name)))
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) in groups:
+                members.append(int(stat.parent.name))
+    return tuple(sorted(members))
+
+
+def process_cpu(pids: Sequence[int]) -> float:
+    """Seconds of CPU (user and system) that the processes ``pids`` have used so far, at the
+    kernel's clock-tick resolution (usually 10 ms); processes that are gone count 0."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
