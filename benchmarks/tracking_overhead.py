@@ -42,6 +42,9 @@ fill the machine's cores, so that every CPU second the thread or the server take
 training waits for. Unlike ``added``, it does not depend on how fast the machine happened to
 train in each round, which on a shared 2-core box varies by more than the goal; the verdict
 line judges it against the goal (the added wall time where the server's CPU is not known).
+``training paired s`` checks the assumption behind it from the other side: the median over
+rounds of how much longer the tracked trial's epochs themselves took (their ``epoch_seconds``,
+summed) than the same round's untracked trial's.
 Before and after every trial the benchmark lists other ``benchmarks.*`` processes, so a table
 measured on a busy machine says so.
 
@@ -81,7 +84,7 @@ from mlflow.tracking import MlflowClient
 
 from benchmarks._timed_tracker import PHASES, TimedTrialTracker
 from benchmarks._tracking_env import machine_state, server_processes, tracking_server
-from str_core.train import Callback, EpochMetrics, Trainer, build_run
+from str_core.train import Callback, Trainer, TrainResult, build_run
 from strsearch.spec import SearchSpec
 from workers.cpus import trial_threads
 from workers.tracking import (
@@ -148,6 +151,8 @@ class TrialTiming:
         concurrent: other ``benchmarks.*`` processes running before or after the trial.
         figure_seconds: how long the sender thread took to write the budget files and figures,
             beside the models (not part of ``phases``: only the wait beyond the models is).
+        training: the trial's epochs' own seconds (``epoch_seconds``, summed): the training
+            without the trial's set-up and without the callbacks' work at epoch ends.
         thread_cpu: CPU seconds of the tracker's sender thread while the trial trained.
         server_cpu: CPU seconds of the tracking server while the trial trained (``nan`` for a
             server that does not run on this machine).
@@ -163,6 +168,7 @@ class TrialTiming:
     run_id: str | None
     concurrent: tuple[str, ...] = ()
     figure_seconds: float = 0.0
+    training: float = 0.0
     thread_cpu: float = 0.0
     server_cpu: float = 0.0
 
@@ -193,7 +199,7 @@ class Job:
 
 def run_trial(
     spec: SearchSpec, arm: str, job: Job, trial_id: str
-) -> tuple[float, TimedTrialTracker | None, EpochMetrics]:
+) -> tuple[float, TimedTrialTracker | None, TrainResult]:
     """Train one trial as ``workers.trainable.train_trial`` does, without Ray, and time it.
 
     Args:
@@ -203,7 +209,7 @@ def run_trial(
         trial_id: the trial's id (a new one gives a new child run).
 
     Returns:
-        Wall seconds of the trial, its tracker (``None`` with tracking off), its last epoch.
+        Wall seconds of the trial, its tracker (``None`` with tracking off), what it trained.
     """
     tracker_class = ARMS[arm]
     threads = torch.get_num_threads()
@@ -229,7 +235,7 @@ def run_trial(
         shutil.rmtree(workdir, ignore_errors=True)
         seconds = time.perf_counter() - started
         torch.set_num_threads(threads)
-    return seconds, tracker, result.final
+    return seconds, tracker, result
 
 
 def time_setup(
@@ -266,7 +272,8 @@ def time_setup(
         for arm in [*arms[turn:], *arms[:turn]]:
             trial_id = f"{setup}-{arm}-r{repeat}-{uuid.uuid4().hex[:6]}"
             others = machine_state()["other_benchmarks"]
-            seconds, tracker, final = run_trial(spec, arm, job, trial_id)
+            seconds, tracker, result = run_trial(spec, arm, job, trial_id)
+            final = result.final
             others += machine_state()["other_benchmarks"]
             phases = dict(tracker.seconds) if tracker else dict.fromkeys(PHASES, 0.0)
             timings.append(
@@ -281,6 +288,7 @@ def time_setup(
                     run_id=tracker.run_id if tracker else None,
                     concurrent=tuple(dict.fromkeys(others)),
                     figure_seconds=tracker.figure_seconds if tracker else 0.0,
+                    training=sum(m.scalars["epoch_seconds"] for m in result.history),
                     thread_cpu=tracker.thread_cpu if tracker else 0.0,
                     server_cpu=tracker.server_cpu if tracker else 0.0,
                 )
@@ -308,6 +316,8 @@ class ArmSummary:
         added: ``seconds`` minus the ``off`` arm's median.
         paired: the median over rounds of this arm's trial minus the same round's ``off``
             trial: neighbours in time, so less of the machine's drift than ``added``.
+        training_paired: the same for the epochs' own seconds (:attr:`TrialTiming.training`):
+            how much slower the training itself was, beyond the tracker's own calls.
         phases: median seconds of each tracker phase.
         own: the sum of ``phases``: the time spent in the tracker's own calls.
         indirect: ``added`` minus ``own``: time lost outside the tracker's own calls (the
@@ -344,6 +354,7 @@ class ArmSummary:
     thread_cpu: float = 0.0
     server_cpu: float = 0.0
     charged: float = 0.0
+    training_paired: float = 0.0
 
 
 def summarize(timings: Sequence[TrialTiming], epochs: int) -> list[ArmSummary]:
@@ -354,11 +365,13 @@ def summarize(timings: Sequence[TrialTiming], epochs: int) -> list[ArmSummary]:
         mine = [t for t in timed if t.setup == setup]
         same = len({(t.sparsity, t.test_acc) for t in mine}) == 1
         base = statistics.median(t.seconds for t in mine if t.arm == "off")
-        off_in = {t.repeat: t.seconds for t in mine if t.arm == "off"}
+        off_in = {t.repeat: t for t in mine if t.arm == "off"}
         for arm in dict.fromkeys(t.arm for t in mine):
             trials = [t for t in mine if t.arm == arm]
             median = statistics.median(t.seconds for t in trials)
-            rounds = [t.seconds - off_in[t.repeat] for t in trials if t.repeat in off_in]
+            pairs = [(t, off_in[t.repeat]) for t in trials if t.repeat in off_in]
+            rounds = [t.seconds - off.seconds for t, off in pairs]
+            training = [t.training - off.training for t, off in pairs]
             phases = {p: statistics.median(t.phases[p] for t in trials) for p in PHASES}
             thread_cpu = statistics.median(t.thread_cpu for t in trials)
             server_cpu = statistics.median(t.server_cpu for t in trials)
@@ -382,6 +395,7 @@ def summarize(timings: Sequence[TrialTiming], epochs: int) -> list[ArmSummary]:
                     thread_cpu=thread_cpu,
                     server_cpu=server_cpu,
                     charged=sum(phases.values()) + thread_cpu + server_cpu,
+                    training_paired=statistics.median(training) if training else math.nan,
                 )
             )
     return out
@@ -391,9 +405,11 @@ def format_table(rows: Sequence[ArmSummary]) -> str:
     """A Markdown table: median trial time, ratio to ``off``, the added time (from the medians
     and round by round), the tracker's own time and its phases, the rest (``indirect``), the
     figures' time on the sender thread, the CPU time of that thread and of the server while the
-    trial trained, and the ``charged`` time (own plus those two)."""
+    trial trained, the ``charged`` time (own plus those two), and how much longer the epochs
+    themselves took, round by round."""
     header = ["setup", "epochs", "tracking", "trial s", "ratio", "added s", "paired s", "own s"]
     header += [*PHASES, "indirect", "figures (thread)", "thread cpu", "server cpu", "charged s"]
+    header += ["training paired s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [r.setup, str(r.epochs), r.arm, f"{r.seconds:.2f}", f"{r.ratio:.3f}"]
@@ -403,7 +419,7 @@ def format_table(rows: Sequence[ArmSummary]) -> str:
             cells += [f"{r.added:+.2f}", f"{r.paired:+.2f}", f"{r.own:.2f}"]
             cells += [f"{r.phases[p]:.2f}" for p in PHASES]
             cells += [f"{r.indirect:+.2f}", f"{r.figures:.2f}", f"{r.thread_cpu:.2f}"]
-            cells += [f"{r.server_cpu:.2f}", f"{r.charged:.2f}"]
+            cells += [f"{r.server_cpu:.2f}", f"{r.charged:.2f}", f"{r.training_paired:+.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

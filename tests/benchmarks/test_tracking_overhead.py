@@ -43,11 +43,12 @@ def _timing(
     phase: float = 0.1,
     thread_cpu: float = 0.0,
     server_cpu: float = 0.0,
+    training: float = 0.0,
 ) -> TrialTiming:
     phases = dict.fromkeys(PHASES, 0.0 if arm == "off" else phase)
     return TrialTiming(
         "digits", arm, repeat, seconds, phases, sparsity, 0.9, None, others,
-        thread_cpu=thread_cpu, server_cpu=server_cpu,
+        training=training, thread_cpu=thread_cpu, server_cpu=server_cpu,
     )  # fmt: skip
 
 
@@ -55,14 +56,15 @@ def test_summarize_takes_medians_and_ratios_to_off_without_the_warmup() -> None:
     timings = [
         _timing("off", 100.0, repeat=-1),  # warm-up: left out
         _timing("on", 100.0, repeat=-1),
-        *(_timing("off", s, repeat=r) for r, s in enumerate([10.0, 12.0, 11.0])),
-        *(_timing("on", s, repeat=r) for r, s in enumerate([12.0, 13.0, 14.0])),
+        *(_timing("off", s, repeat=r, training=s - 1) for r, s in enumerate([10.0, 12.0, 11.0])),
+        *(_timing("on", s, repeat=r, training=s - 2) for r, s in enumerate([12.0, 13.0, 14.0])),
     ]
     off, on = summarize(timings, epochs=30)
     assert (off.arm, off.seconds, off.ratio, off.repeats) == ("off", 11.0, 1.0, 3)
     assert on.seconds == 13.0 and on.ratio == pytest.approx(13.0 / 11.0)
     assert on.added == pytest.approx(2.0)
     assert on.paired == pytest.approx(2.0)  # round by round: +2, +1, +3
+    assert on.training_paired == pytest.approx(1.0)  # each trial's epochs: 1 s less than it
     assert on.own == pytest.approx(0.1 * len(PHASES))
     assert on.indirect == pytest.approx(2.0 - 0.1 * len(PHASES))
     assert on.all_seconds == (12.0, 13.0, 14.0)
@@ -123,14 +125,16 @@ def test_format_table_has_one_row_per_arm_and_no_phases_for_off() -> None:
             thread_cpu=0.1,
             server_cpu=0.3,
             charged=2.9,
+            training_paired=0.4,
         ),
     ]
     lines = format_table(rows).splitlines()
     assert len(lines) == 4
-    assert all(line.count("|") == 14 + len(PHASES) for line in lines)
-    assert lines[2].endswith("| 7.00 | 1.000 |" + " – |" * (8 + len(PHASES)))
+    assert all(line.count("|") == 15 + len(PHASES) for line in lines)
+    assert lines[2].endswith("| 7.00 | 1.000 |" + " – |" * (9 + len(PHASES)))
     cells = " +3.00 | +2.00 | 2.50 |" + " 0.50 |" * len(PHASES)
-    assert lines[3].endswith("| 10.00 | 1.429 |" + cells + " +0.50 | 0.20 | 0.10 | 0.30 | 2.90 |")
+    cells += " +0.50 | 0.20 | 0.10 | 0.30 | 2.90 | +0.40 |"
+    assert lines[3].endswith("| 10.00 | 1.429 |" + cells)
 
 
 def test_the_trial_gets_the_threads_asked_for() -> None:
@@ -196,8 +200,8 @@ def test_arms_track_what_they_say(mlflow_server: LocalServer) -> None:
     trackers = {}
     with using_tracking_uri():
         for arm in ("off", "on", "no-models"):
-            seconds, trackers[arm], final = run_trial(spec, arm, job, f"t-{arm}")
-            assert seconds > 0 and final.epoch == 1
+            seconds, trackers[arm], result = run_trial(spec, arm, job, f"t-{arm}")
+            assert seconds > 0 and result.final.epoch == 1
     on, bare = trackers["on"], trackers["no-models"]
     assert trackers["off"] is None and on is not None and bare is not None
     assert on.seconds["models"] > 0 and bare.seconds["models"] == 0
