@@ -51,12 +51,16 @@ def _lineage(pid: int) -> set[int]:
     while pid > 0 and pid not in lineage:
         lineage.add(pid)
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(_stat(pid)[1])
         except OSError:
             break
-        # the parent is the second field after the command, which is in parentheses
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
     return lineage
+
+
+def _stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command, which is in parentheses and may hold
+    spaces: state, parent, process group, … (``proc(5)`` numbers them from 3)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def server_processes(uri: str) -> tuple[int, ...]:
@@ -77,10 +81,10 @@ def server_processes(uri: str) -> tuple[int, ...]:
             if os.readlink(fd) in inodes:
                 groups.add(os.getpgid(int(fd.parent.parent.name)))
     members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) in groups:
-                members.append(int(stat.parent.name))
+    for process in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if int(_stat(process.name)[2]) in groups:
+                members.append(int(process.name))
     return tuple(sorted(members))
 
 
@@ -90,6 +94,6 @@ def process_cpu(pids: Sequence[int]) -> float:
     ticks = 0
     for pid in pids:
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
+            fields = _stat(pid)
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
