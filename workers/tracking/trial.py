@@ -365,10 +365,9 @@ class TrialTracker(Callback):
                     if folder is not None:  # the embedded server's: saved in place, no copy
                         save_trial_model(net, folder, example, code, metadata)
                     else:
-                        save_trial_model(net, Path(tmp) / name, example, code, metadata)
-                        copy_artifacts(
-                            Path(tmp) / name, logged.artifact_location, self.tracking.tracking_uri
-                        )
+                        staged = Path(tmp) / name
+                        save_trial_model(net, staged, example, code, metadata)
+                        copy_artifacts(staged, logged.artifact_location, self.tracking.tracking_uri)
                 except BaseException:
                     self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
                     raise
