@@ -9,9 +9,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
@@ -420,6 +422,21 @@ def test_figures_render_identically_from_several_threads(tmp_path: Path) -> None
     with ThreadPoolExecutor(max_workers=4) as pool:
         images = list(pool.map(render, range(4)))
     assert all(image == images[0] for image in images)
+
+
+def test_save_png_draws_text_unhinted_and_leaves_matplotlibs_settings_alone(
+    tmp_path: Path,
+) -> None:
+    before = dict(matplotlib.rcParams)
+    fig = dynamics_figure(make_history(3), title="hinting")
+    saved = np.asarray(Image.open(save_png(fig, tmp_path / "figure.png", dpi=60)))
+    assert dict(matplotlib.rcParams) == before
+    for hinting, same in (("no_hinting", True), ("force_autohint", False)):
+        with matplotlib.rc_context({"text.hinting": hinting}):
+            canvas = FigureCanvasAgg(fig)
+            canvas.draw()  # type: ignore[no-untyped-call]
+        drawn = np.asarray(canvas.buffer_rgba())[..., :3]  # type: ignore[no-untyped-call]
+        assert np.array_equal(drawn, saved) is same, hinting
 
 
 def test_import_leaves_pyplot_unloaded() -> None:
