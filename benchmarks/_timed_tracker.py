@@ -17,6 +17,8 @@ from benchmarks._tracking_env import process_cpu
 from str_core.train import EpochMetrics, Trainer
 from strsearch.spec import SearchSpec
 from workers.tracking import TrialTracker, TrialTracking
+from workers.tracking.run_marker import RunMarker
+from workers.tracking.trial import PendingModel
 
 PHASES = ("start", "epochs", "flush", "plots", "upload", "end", "models")
 """Phases of the tracker's own time, in the order they happen (what each covers:
@@ -28,10 +30,10 @@ class TimedTrialTracker(TrialTracker):
 
     Behaviour is the parent's: waiting for the sender thread's batches at the start of
     ``on_train_end`` is timed as ``flush``, copying the budget files and figures as ``upload``,
-    logging the models as ``models``, and tagging the run with the model's URI and ending it as
-    ``end``. ``plots`` is the rest of ``on_train_end``: waiting for the last epochs' metrics and
+    creating and saving the models as ``models``, and ending the run as ``end``. ``plots`` is the
+    rest of ``on_train_end``: waiting for the last epochs' metrics (with the model's URI tag) and
     for the budget files and figures, which two threads send and write while the models are
-    logged, beyond the models' own time. :attr:`figure_seconds` is how long the figures' thread
+    saved, beyond the models' own time. :attr:`figure_seconds` is how long the figures' thread
     took to write them.
 
     What the tracker makes other threads and processes do while the trial trains is not in the
@@ -50,9 +52,10 @@ class TimedTrialTracker(TrialTracker):
         spec: SearchSpec,
         weight_decay: float,
         s_init: float,
+        marker: RunMarker | None = None,
     ) -> None:
         started = time.perf_counter()
-        super().__init__(tracking, trial_id, spec, weight_decay, s_init)
+        super().__init__(tracking, trial_id, spec, weight_decay, s_init, marker=marker)
         self.seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.figure_seconds = 0.0
         self.thread_cpu = 0.0
@@ -118,9 +121,9 @@ class TimedTrialTracker(TrialTracker):
         finally:
             self.figure_seconds += time.perf_counter() - started
 
-    def _finish(self, tags: Mapping[str, str]) -> None:
+    def _finish(self) -> None:
         with self.timed("end"):
-            super()._finish(tags)
+            super()._finish()
 
     def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
         self._ending = True
@@ -133,6 +136,10 @@ class TimedTrialTracker(TrialTracker):
         inside = sum(self.seconds[p] for p in timed) - before
         self.seconds["plots"] += time.perf_counter() - started - inside
 
-    def _log_models(self, trainer: Trainer) -> str:
+    def _create_models(self, trainer: Trainer) -> list[PendingModel]:
         with self.timed("models"):
-            return super()._log_models(trainer)
+            return super()._create_models(trainer)
+
+    def _save_models(self, models: list[PendingModel], trainer: Trainer) -> None:
+        with self.timed("models"):
+            super()._save_models(models, trainer)

@@ -17,19 +17,20 @@ to the spec's ``cpus_per_trial``, a :class:`~str_core.train.Trainer` writing its
 fresh folder every epoch, and, when tracking is on, the trial's tracker. The Tune reporter is left
 out of both variants (it needs a Ray session), so the trial time here is a little shorter than in
 a search and the ratio a little larger. The timed region is the whole trial, from composing its
-config to the end of ``fit``, so everything the tracker does (finding or creating its run and
-logging params at the start, per-epoch metrics, waiting for them, budget files, plots and the two
+config to the end of ``fit``, so everything the tracker does (opening its run and logging params
+at the start, per-epoch metrics, waiting for them, budget files, plots and the two
 logged models at the end) is inside it.
 
 The tracker is a subclass of ``TrialTracker`` (:mod:`benchmarks._timed_tracker`) that only times its
-own work, which splits the added time into phases: ``start`` (client, run lookup and creation;
-the params go out on the tracker's sender thread), ``epochs`` (the per-epoch hook: queueing the
-epoch's metrics and, every 5 s, handing the queue to the sender thread), ``flush`` (waiting for
-that thread at the end), ``plots`` (waiting for the last epochs' metrics, the budget CSV/JSON and
+own work, which splits the added time into phases: ``start`` (the client; the sender thread
+opens the run, writing the trial's run mark on a first attempt instead of looking the run up, and
+sends the params), ``epochs`` (the per-epoch hook: queueing the epoch's metrics and, every 5 s,
+handing the queue to the sender thread), ``flush`` (waiting for that thread at the end),
+``plots`` (waiting for the last epochs' metrics with the model's URI tag, the budget CSV/JSON and
 the two PNG figures beyond the models' time: two threads send and write them while the models are
-logged, and the figures' thread's own time is the ``figures (thread)`` column), ``upload``
-(copying those four files), ``models`` (the STR and the densified model saved with
-``mlflow.pytorch`` and logged to the run) and ``end`` (the model URI tag, and marking the run
+saved, and the figures' thread's own time is the ``figures (thread)`` column), ``upload``
+(copying those four files), ``models`` (the STR and the densified model created as logged models
+of the run, saved with ``mlflow.pytorch`` and linked to the run) and ``end`` (marking the run
 finished).
 What the medians differ by beyond these phases is ``indirect``: the sender thread and the server
 competing with training for the CPU, plus noise.
@@ -77,6 +78,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pyarrow.fs  # type: ignore[import-untyped]
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -98,6 +100,7 @@ from workers.tracking import (
     TrialTracking,
 )
 from workers.tracking.common import using_tracking_uri
+from workers.tracking.run_marker import RunMarker
 from workers.trial_config import trial_config
 
 SETUPS: dict[str, tuple[str, str]] = {
@@ -188,7 +191,9 @@ def run_trial(
             tracking = job.tracking
             if arm == "no-models":
                 tracking = TrialTracking(**(tracking.to_dict() | {"log_models": False}))
-            tracker = tracker_class(tracking, trial_id, spec, WEIGHT_DECAY, S_INIT)
+            # the trial's folder is new, as a Tune trial's is on its first attempt
+            marker = RunMarker.in_folder(pyarrow.fs.LocalFileSystem(), str(workdir))
+            tracker = tracker_class(tracking, trial_id, spec, WEIGHT_DECAY, S_INIT, marker)
             tracker.server_pids = job.server_pids
         callbacks: list[Callback] = [tracker] if tracker is not None else []
         trainer = Trainer(

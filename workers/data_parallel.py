@@ -58,6 +58,7 @@ from workers import heap
 from workers.cpus import reserved_cpus, trial_threads
 from workers.reporting import EpochReporter, trial_callbacks
 from workers.tracking import trial_trackers
+from workers.tracking.run_marker import RunMarker
 from workers.trial_config import trial_config
 
 DRIVER_RESOURCES: dict[str, float] = {"cpu": 0.0, "gpu": 0.0, "memory": float(2**20)}
@@ -96,7 +97,8 @@ class TrainReporter(EpochReporter):
 
 def train_worker(config: dict[str, Any]) -> None:
     """One Ray Train worker of a data-parallel trial (``torch.distributed`` is initialised by Ray
-    Train). ``config`` is the trial's config plus ``restore``: the Tune checkpoint or ``None``."""
+    Train). ``config`` is the trial's config plus ``restore`` (the Tune checkpoint or ``None``),
+    ``trial_id`` and ``run_marker`` (the Tune trial's run mark, for the tracker on rank 0)."""
     heap.freeze_startup_heap()
     spec = SearchSpec.model_validate(config["spec"])
     weight_decay, s_init = float(config["weight_decay"]), float(config["s_init"])
@@ -112,7 +114,7 @@ def train_worker(config: dict[str, Any]) -> None:
                 shutil.copy(Path(src) / LAST_CHECKPOINT, workdir / LAST_CHECKPOINT)
         run = build_run(trial.model, trial.data, train_cfg, trial.str_config)
         reporter = TrainReporter.for_trial(workdir, spec, weight_decay, s_init, train_cfg.epochs)
-        trackers = trial_trackers(config, config["trial_id"])
+        trackers = trial_trackers(config, config["trial_id"], config["run_marker"])
         trainer = Trainer(
             run.model,
             train_cfg,
@@ -227,6 +229,7 @@ def train_trial_data_parallel(config: dict[str, Any]) -> None:
             **config,
             "restore": tune.get_checkpoint(),
             "trial_id": tune.get_context().get_trial_id(),
+            "run_marker": RunMarker.in_folder(filesystem, storage.trial_fs_path),
         },
         torch_config=ray.train.torch.TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(

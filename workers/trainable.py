@@ -25,6 +25,7 @@ from workers.cpus import trial_threads
 from workers.data_parallel import train_trial_data_parallel
 from workers.reporting import EpochReporter, band_rule, trial_callbacks
 from workers.tracking import trial_trackers
+from workers.tracking.run_marker import RunMarker
 from workers.trial_config import Row, method_trial, trial_config
 
 
@@ -73,7 +74,9 @@ def train_trial(config: dict[str, Any]) -> None:
         run = build_run(trial.model, trial.data, trial.train, trial.str_config, prune=trial.prune)
         reporter = TuneReporter(workdir, extra, reporter_rule, spec.target_sparsity)
         pruners = pruning_callbacks(trial.prune) if trial.prune is not None else []
-        trackers = trial_trackers(config, tune.get_context().get_trial_id())
+        storage = tune.get_context().get_storage()
+        marker = RunMarker.in_folder(storage.storage_filesystem, storage.trial_fs_path)
+        trackers = trial_trackers(config, tune.get_context().get_trial_id(), marker)
         trainer = Trainer(
             run.model,
             trial.train,

@@ -18,6 +18,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pyarrow.fs  # type: ignore[import-untyped]
 import pytest
 import torch
 from mlflow.entities import LoggedModelStatus
@@ -45,10 +46,12 @@ from workers.tracking import (
     TrialTracking,
     find_run,
     log_metrics,
+    log_steps,
     model_name,
     spec_params,
 )
 from workers.tracking.common import using_tracking_uri
+from workers.tracking.run_marker import MARK_NAME, RunMarker
 from workers.tracking.trial import copy_model_code
 from workers.trial_config import trial_config
 
@@ -129,6 +132,7 @@ def test_a_search_records_parent_and_trial_runs(mlflow_server: LocalServer, tmp_
         assert run.data.tags[PARENT_TAG] == parent.info.run_id
         assert run.data.tags[JOB_TAG] == "job-1"
         assert run.info.status == "FINISHED"
+        assert trial.path is not None and (Path(trial.path) / MARK_NAME).is_file()  # its run mark
         assert float(run.data.params["weight_decay"]) == pytest.approx(trial.weight_decay)
         assert run.data.params["training.epochs"] == "4"
         history = client.get_metric_history(run.info.run_id, "sparsity")
@@ -251,6 +255,25 @@ def test_metrics_are_split_into_batches_within_the_limit(mlflow_server: LocalSer
         log_metrics(client, run.info.run_id, {}, step=4, tags=tags | {"one": "too many"})
 
 
+def test_params_tags_and_metrics_share_as_few_batches_as_the_limits_allow(
+    mlflow_server: LocalServer,
+) -> None:
+    client = _CountingClient(mlflow_server.url)
+    run = client.create_run(client.create_experiment(_experiment()))
+    params = {f"param{i}": str(i) for i in range(250)}  # 100 per request at most
+    tags = {f"tag{i}": str(i) for i in range(100)}
+    steps = [(step, {f"m{i}": float(i) for i in range(1300)}) for step in (1, 2)]
+    log_steps(client, run.info.run_id, steps, params=params, tags=tags)
+    # 2600 metrics + 250 params + 100 tags = 2950 entities: 3 requests of at most 1000
+    assert client.batches == 3
+    logged = client.get_run(run.info.run_id).data
+    assert logged.params == params and tags.items() <= logged.tags.items()
+    for name in ("m0", "m1299"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2]
+    log_steps(client, run.info.run_id, [], params={"only": "a param"})
+    assert client.batches == 4 and client.get_run(run.info.run_id).data.params["only"] == "a param"
+
+
 def test_spec_params_are_flat_strings() -> None:
     spec = SearchSpec.parse({**SMALL, "search": {"s_init": [-5, -3]}})
     params = spec_params(spec)
@@ -261,15 +284,20 @@ def test_spec_params_are_flat_strings() -> None:
 
 
 class _CountingClient(MlflowClient):
-    """An ``MlflowClient`` that counts its ``log_batch`` requests."""
+    """An ``MlflowClient`` that counts its ``log_batch`` and ``search_runs`` requests."""
 
     def __init__(self, uri: str) -> None:
         super().__init__(uri)
         self.batches = 0
+        self.searches = 0
 
     def log_batch(self, *args: Any, **kwargs: Any) -> Any:
         self.batches += 1
         return super().log_batch(*args, **kwargs)
+
+    def search_runs(self, *args: Any, **kwargs: Any) -> Any:
+        self.searches += 1
+        return super().search_runs(*args, **kwargs)
 
 
 def _epoch(epoch: int) -> EpochMetrics:
@@ -333,6 +361,35 @@ def test_epochs_are_sent_together_and_a_resumed_trial_fills_its_gap(
     assert _steps(resumed) == [1, 2, 3, 4, 5]
     history = MlflowClient(mlflow_server.url).get_metric_history(resumed.run_id, "test_acc")
     assert sorted(m.step for m in history) == [1, 2, 3, 4, 5]  # epochs 1 and 2 sent once
+
+
+def test_a_first_attempt_marks_its_trial_instead_of_looking_for_its_run(
+    mlflow_server: LocalServer, tmp_path: Path
+) -> None:
+    experiment_id = MlflowClient(mlflow_server.url).create_experiment(_experiment())
+    marker = RunMarker.in_folder(pyarrow.fs.LocalFileSystem(), str(tmp_path / "trial"))
+    start = SimpleNamespace(rank=0, history=[])
+    first = _tracker(mlflow_server, experiment_id, send_seconds=3600.0)
+    first.marker = marker
+    first.on_train_start(start)  # type: ignore[arg-type]
+    first.flush()
+    assert first.client.searches == 0 and marker.seen()  # type: ignore[attr-defined]
+    # a later attempt of the trial finds the mark, looks its run up and continues it
+    again = _tracker(mlflow_server, experiment_id, send_seconds=3600.0)
+    again.tracking, again.marker = first.tracking, marker
+    again.on_train_start(start)  # type: ignore[arg-type]
+    again.flush()
+    assert again.client.searches == 1 and again.run_id == first.run_id  # type: ignore[attr-defined]
+    # an attempt that cannot write its mark fails before it creates a run
+    (tmp_path / "a-file").write_text("not a folder")
+    blocked = _tracker(mlflow_server, experiment_id, send_seconds=3600.0)
+    blocked.trial_id = "t-blocked"
+    blocked.marker = RunMarker.in_folder(pyarrow.fs.LocalFileSystem(), str(tmp_path / "a-file"))
+    blocked.on_train_start(start)  # type: ignore[arg-type]
+    with pytest.raises(FileExistsError, match="a-file"):
+        blocked.flush()
+    tags = {JOB_TAG: "job-1", TRIAL_TAG: "t-blocked", KIND_TAG: "trial"}
+    assert find_run(MlflowClient(mlflow_server.url), experiment_id, tags) is None
 
 
 def test_the_run_is_open_when_the_first_epoch_ends(mlflow_server: LocalServer) -> None:
@@ -441,15 +498,16 @@ def _one_epoch_trial(
 
 
 @pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
-def test_a_trial_ends_in_eight_requests(mlflow_server: LocalServer) -> None:
+def test_a_trial_ends_in_seven_requests(mlflow_server: LocalServer) -> None:
     client, tracker, trainer = _one_epoch_trial(mlflow_server.url, _EndCountingTracker, "t-end")
     tracker.send_seconds = 1e9  # the epoch is left for the end to send
     trainer.fit()
-    # the last epochs, two logged models created and finalized, linked to the run, the model
-    # tag, the run ended; the budget files, figures and models are copied, not uploaded
+    # two logged models created, the last epochs with the model tag, the models finalized and
+    # linked to the run, the run ended; the budget files, figures and models are copied, not
+    # uploaded
     assert sorted(tracker.end_calls) == sorted(
         ["POST logged-models", "PATCH logged-models/{id}"] * 2
-        + ["POST runs/outputs", "POST runs/log-batch", "POST runs/log-batch", "POST runs/update"]
+        + ["POST runs/outputs", "POST runs/log-batch", "POST runs/update"]
     ), tracker.end_calls
     assert _steps(tracker) == [1]
     ended = client.get_run(tracker.run_id)

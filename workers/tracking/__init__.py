@@ -14,16 +14,18 @@ its own children.
 
 Runs are found again by tag, never by a remembered id: a restored search continues its parent
 run, and a restarted trial continues its child run (epochs already logged are not logged again).
-Every call is an ordinary client call against the tracking server; per-epoch metrics go out in
-one batch per epoch from a sender thread (training does not wait for the server), split to
-MLflow's per-request limits.
+A trial's first attempt skips that lookup: a mark in its Tune trial folder tells later attempts
+to look. Every call is an ordinary client call against the tracking server; per-epoch metrics go
+out in batches at most every 5 s from a sender thread (training does not wait for the server),
+split to MLflow's per-request limits.
 
 Which server: ``tracking_uri`` if given, else ``MLFLOW_TRACKING_URI``, else the embedded server
 (:mod:`workers.mlflow_server`: ``mlflow server`` with SQLite and local artifacts).
 
 Modules: :mod:`~workers.tracking.common` (settings, tags, batched client calls),
-:mod:`~workers.tracking.trial` (a trial's child run, logged by the trial itself) and
-:mod:`~workers.tracking.job` (the job's parent run, logged by the driver).
+:mod:`~workers.tracking.trial` (a trial's child run, logged by the trial itself),
+:mod:`~workers.tracking.run_marker` (the trial's mark) and :mod:`~workers.tracking.job` (the
+job's parent run, logged by the driver).
 """
 
 from workers.tracking.common import (

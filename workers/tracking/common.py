@@ -108,9 +108,7 @@ def spec_params(spec: SearchSpec) -> dict[str, str]:
 
 def log_params(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> None:
     """Log params in batches of :data:`MAX_PARAMS_PER_BATCH` (a re-logged equal value is fine)."""
-    items = [Param(k, v) for k, v in params.items()]
-    for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
-        client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
+    log_steps(client, run_id, [], params=params)
 
 
 def log_metrics(
@@ -131,18 +129,23 @@ def log_steps(
     run_id: str,
     steps: Iterable[tuple[int, Mapping[str, float]]],
     *,
+    params: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> None:
-    """Log several steps' finite numbers as metrics, in as few requests as MLflow's limits allow.
+    """Log several steps' finite numbers as metrics, with ``params`` and ``tags``, in as few
+    requests as MLflow's limits allow (each request fills up with metrics the room its params and
+    tags leave).
 
     Args:
         client: the tracking client.
         run_id: the run.
         steps: ``(step, {metric: value})`` pairs; values that are not finite numbers are dropped.
+        params: logged with the first batches, :data:`MAX_PARAMS_PER_BATCH` per request (a
+            re-logged equal value is fine).
         tags: set on the run with the first batch (at most :data:`MAX_TAGS_PER_BATCH`).
     """
     now = int(time.time() * 1000)
-    items = [
+    metrics = [
         Metric(k, float(v), now, step)
         for step, values in steps
         for k, v in values.items()
@@ -151,14 +154,12 @@ def log_steps(
     run_tags = [RunTag(k, v) for k, v in (tags or {}).items()]
     if len(run_tags) > MAX_TAGS_PER_BATCH:
         raise ValueError(f"at most {MAX_TAGS_PER_BATCH} tags per call, got {len(run_tags)}")
-    room = MAX_METRICS_PER_BATCH - len(run_tags)  # MLflow counts metrics and tags together
-    batches = [items[:room]] + [
-        items[start : start + MAX_METRICS_PER_BATCH]
-        for start in range(room, len(items), MAX_METRICS_PER_BATCH)
-    ]
-    for i, batch in enumerate(batches):
-        if batch or (i == 0 and run_tags):
-            client.log_batch(run_id, metrics=batch, tags=run_tags if i == 0 else [])
+    run_params = [Param(k, v) for k, v in (params or {}).items()]
+    while metrics or run_params or run_tags:
+        batch_params = run_params[:MAX_PARAMS_PER_BATCH]
+        room = MAX_METRICS_PER_BATCH - len(batch_params) - len(run_tags)  # counted together
+        client.log_batch(run_id, metrics=metrics[:room], params=batch_params, tags=run_tags)
+        metrics, run_params, run_tags = metrics[room:], run_params[MAX_PARAMS_PER_BATCH:], []
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import mlflow
 import mlflow.pytorch
 import numpy as np
 import torch
-from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+from mlflow.entities import LoggedModel, LoggedModelOutput, LoggedModelStatus
 from mlflow.models import Model, infer_signature
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
@@ -45,6 +46,7 @@ from workers.tracking.common import (
     using_tracking_uri,
     write_csv,
 )
+from workers.tracking.run_marker import RunMarker
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +57,12 @@ only, so that the run still has them as metrics (for the UI's charts across tria
 costing the server a row per epoch."""
 
 
-def trial_trackers(config: Mapping[str, Any], trial_id: str) -> list[Callback]:
+def trial_trackers(
+    config: Mapping[str, Any], trial_id: str, marker: RunMarker | None = None
+) -> list[Callback]:
     """The trainer callbacks that record a trial: one :class:`TrialTracker` when the trial's
-    config carries ``tracking``, none otherwise."""
+    config carries ``tracking``, none otherwise. ``marker``: the trial's run mark
+    (:mod:`workers.tracking.run_marker`), where the trial has a storage folder."""
     if not config.get("tracking"):
         return []
     spec = SearchSpec.model_validate(config["spec"])
@@ -73,6 +78,7 @@ def trial_trackers(config: Mapping[str, Any], trial_id: str) -> list[Callback]:
             None if s_init is None else float(s_init),
             method=str(view.get("method") or spec.method),
             seed=view.get("seed"),
+            marker=marker,
         )
     ]
 
@@ -90,6 +96,8 @@ class TrialTracker(Callback):
         seed: the training seed of a comparison trial.
         send_seconds: epochs are sent together, at most one request this often (and all that
             is left at the end), so that short epochs do not each cost the server a request.
+        marker: the trial's run mark; without one, the run is always looked up before it is
+            created.
     """
 
     def __init__(
@@ -103,8 +111,10 @@ class TrialTracker(Callback):
         method: str = "str",
         seed: int | None = None,
         send_seconds: float = 5.0,
+        marker: RunMarker | None = None,
     ) -> None:
         self.tracking = tracking
+        self.marker = marker
         self.trial_id = trial_id
         self.spec = spec
         self.weight_decay = weight_decay
@@ -144,13 +154,20 @@ class TrialTracker(Callback):
         self._send()
 
     def _open_run(self) -> None:
-        """Find the trial's run (a resumed trial continues it) or create it (sender thread)."""
+        """Find the trial's run (a resumed trial continues it) or create it (sender thread).
+
+        The first attempt of a trial with a :attr:`marker` writes the mark instead of looking
+        for a run that cannot exist yet."""
         tags = {
             JOB_TAG: self.tracking.job_id,
             TRIAL_TAG: self.trial_id,
             KIND_TAG: "trial",
         }
-        run = find_run(self.client, self.tracking.experiment_id, tags)
+        run = None
+        if self.marker is None or self.marker.seen():
+            run = find_run(self.client, self.tracking.experiment_id, tags)
+        else:
+            self.marker.write()
         if run is None:
             run = self.client.create_run(
                 self.tracking.experiment_id,
@@ -257,37 +274,42 @@ class TrialTracker(Callback):
 
     def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
         """Send the last epochs, write the budget files and figures and log the models, all at
-        once; then tag the run with the model's URI and end it: 8 requests with models, 2
-        without (with the embedded server, whose artifact folder the trial writes to directly).
+        once; then end the run: 7 requests with models, 2 without (with the embedded server,
+        whose artifact folder the trial writes to directly).
 
-        The last epochs (up to ``send_seconds`` of them) and the figures go out on two threads
-        of their own while this thread logs the models. The server stores the epochs while the
-        trial saves the models and draws the figures, instead of after them; the drawing fits in
-        the models' waits for the server."""
+        The figures are drawn on a thread of their own from the start. This thread creates the
+        logged models first, so that the densified model's URI can go out as the run's tag with
+        the last epochs (up to ``send_seconds`` of them) on another thread, while this one saves
+        the models. The server stores the epochs while the trial saves the models and draws the
+        figures, instead of after them; the drawing fits in the models' waits for the server."""
         if trainer.rank != 0:
             return
         self._wait_sent()
         self.sender.shutdown()
         batch, self.unsent = self.unsent, []
-        tags: dict[str, str] = {}
         with (
             tempfile.TemporaryDirectory(prefix="strsearch-trial-artifacts-") as tmp,
             ThreadPoolExecutor(2, thread_name_prefix="strsearch-mlflow-end") as end,
         ):
             folder = Path(tmp)
-            done = [
-                end.submit(self._log_epochs, batch),
-                end.submit(self._write_files, folder, history),
-            ]
+            done = [end.submit(self._write_files, folder, history)]
+            models: list[PendingModel] = []
             try:
-                if self.tracking.log_models:
-                    tags[MODEL_URI_TAG] = self._log_models(trainer)
+                tags: dict[str, str] = {}
+                try:
+                    if self.tracking.log_models:
+                        models = self._create_models(trainer)
+                        tags[MODEL_URI_TAG] = f"models:/{models[-1].logged.model_id}"
+                finally:  # the last epochs are logged even when the models are not
+                    done.append(end.submit(self._log_epochs, batch, tags))
+                if models:
+                    self._save_models(models, trainer)
             finally:
                 wait(done)
             for future in done:
                 future.result()
             self._upload(folder)
-        self._finish(tags)
+        self._finish()
 
     def _write_files(self, folder: Path, history: list[EpochMetrics]) -> None:
         """Write ``budget.csv``, ``budget.json``, ``budget.png`` and ``dynamics.png`` of the
@@ -304,10 +326,8 @@ class TrialTracker(Callback):
         """Copy the files in ``folder`` to the run's artifacts."""
         copy_artifacts(folder, self.artifact_uri, self.tracking.tracking_uri)
 
-    def _finish(self, tags: Mapping[str, str]) -> None:
-        """Set ``tags`` on the run and mark it finished."""
-        if tags:
-            log_steps(self.client, self.run_id, [], tags=tags)
+    def _finish(self) -> None:
+        """Mark the run finished."""
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def _write_budget(self, folder: Path, final: EpochMetrics) -> None:
@@ -321,39 +341,49 @@ class TrialTracker(Callback):
         summary = {"epoch": final.epoch, "scalars": final.scalars, "layers": table}
         (folder / "budget.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
 
-    def _log_models(self, trainer: Trainer) -> str:
-        """Log the STR model and its densified copy, with an input example and a signature, and
-        return the densified model's URI.
-
-        Each is a logged model of this run, in the format ``mlflow.pytorch.log_model`` writes:
-        created (``PENDING``), saved with ``mlflow.pytorch.save_model`` under its id into its
-        artifact location (a local one directly, a remote one through a temporary folder) and
-        marked ``READY`` (``FAILED`` if saving or copying fails); then
-        both are linked to the run as its outputs in one call: 5 requests. Through ``log_model``
-        the two took 8 before that call, and each saved model was loaded back to check that it
-        serves its input example (tests/workers/test_tracking.py checks that instead). The parts of
-        ``str_core`` that loading a pickled model imports travel with it as code.
-        """
+    def _create_models(self, trainer: Trainer) -> list[PendingModel]:
+        """Create the logged models of the STR model and its densified copy (``PENDING``, the
+        densified one last): 2 requests, or 1 for a model without STR layers."""
         model = trainer.model.to("cpu").eval()
-        example = torch.stack([trainer.data.test[i][0] for i in range(2)])
         # a baseline's masks are parametrizations, which cannot be pickled: log it baked
         dense = bake(densify(copy.deepcopy(model))).eval()
         has_str = any(isinstance(m, STRMixin) for m in model.modules())
         nets = (("str_model", model), ("model", dense)) if has_str else (("model", dense),)
         params = self._params()
-        uris, outputs = {}, []
+        with using_tracking_uri(self.tracking.tracking_uri):
+            return [
+                PendingModel(
+                    net,
+                    mlflow.initialize_logged_model(
+                        name=name,
+                        source_run_id=self.run_id,
+                        params=params,
+                        experiment_id=self.tracking.experiment_id,
+                    ),
+                )
+                for name, net in nets
+            ]
+
+    def _save_models(self, models: list[PendingModel], trainer: Trainer) -> None:
+        """Save each created model with an input example and a signature, mark it ``READY``
+        (``FAILED``, with the ones after it, if saving or copying fails), and link them all to
+        the run as its outputs in one call: 3 requests for two models.
+
+        Each is saved as ``mlflow.pytorch.log_model`` saves a logged model: with
+        ``mlflow.pytorch.save_model`` under its id into its artifact location (a local one
+        directly, a remote one through a temporary folder). Through ``log_model`` the two took 8
+        requests before that call, and each saved model was loaded back to check that it serves
+        its input example (tests/workers/test_tracking.py checks that instead). The parts of
+        ``str_core`` that loading a pickled model imports travel with it as code.
+        """
+        example = torch.stack([trainer.data.test[i][0] for i in range(2)])
         with (
             using_tracking_uri(self.tracking.tracking_uri),
             tempfile.TemporaryDirectory(prefix="strsearch-models-") as tmp,
         ):
             code = copy_model_code(Path(tmp) / "code")
-            for name, net in nets:
-                logged = mlflow.initialize_logged_model(
-                    name=name,
-                    source_run_id=self.run_id,
-                    params=params,
-                    experiment_id=self.tracking.experiment_id,
-                )
+            for index, pending in enumerate(models):
+                logged = pending.logged
                 try:
                     metadata = Model(
                         artifact_path=logged.artifact_location,
@@ -363,19 +393,28 @@ class TrialTracker(Callback):
                     )
                     folder = local_folder(logged.artifact_location, self.tracking.tracking_uri)
                     if folder is not None:  # the embedded server's: saved in place, no copy
-                        save_trial_model(net, folder, example, code, metadata)
+                        save_trial_model(pending.net, folder, example, code, metadata)
                     else:
-                        staged = Path(tmp) / name
-                        save_trial_model(net, staged, example, code, metadata)
+                        staged = Path(tmp) / logged.model_id
+                        save_trial_model(pending.net, staged, example, code, metadata)
                         copy_artifacts(staged, logged.artifact_location, self.tracking.tracking_uri)
                 except BaseException:
-                    self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+                    for unsaved in models[index:]:
+                        self.client.finalize_logged_model(
+                            unsaved.logged.model_id, LoggedModelStatus.FAILED
+                        )
                     raise
                 self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
-                uris[name] = f"models:/{logged.model_id}"
-                outputs.append(LoggedModelOutput(logged.model_id, step=0))
+        outputs = [LoggedModelOutput(m.logged.model_id, step=0) for m in models]
         self.client.log_outputs(self.run_id, outputs)
-        return uris["model"]
+
+
+@dataclass(frozen=True)
+class PendingModel:
+    """A trial's network and the logged model created for it, not yet saved."""
+
+    net: torch.nn.Module
+    logged: LoggedModel
 
 
 def save_trial_model(
