@@ -385,9 +385,13 @@ def test_a_first_attempt_marks_its_trial_instead_of_looking_for_its_run(
     blocked = _tracker(mlflow_server, experiment_id, send_seconds=3600.0)
     blocked.trial_id = "t-blocked"
     blocked.marker = RunMarker.in_folder(pyarrow.fs.LocalFileSystem(), str(tmp_path / "a-file"))
-    blocked.on_train_start(start)  # type: ignore[arg-type]
-    with pytest.raises(FileExistsError, match="a-file"):
+
+    def start_and_flush() -> None:  # the failure surfaces at the first look at the sender thread
+        blocked.on_train_start(start)  # type: ignore[arg-type]
         blocked.flush()
+
+    with pytest.raises(FileExistsError, match="a-file"):
+        start_and_flush()
     tags = {JOB_TAG: "job-1", TRIAL_TAG: "t-blocked", KIND_TAG: "trial"}
     assert find_run(MlflowClient(mlflow_server.url), experiment_id, tags) is None
 
