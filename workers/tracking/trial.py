@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -295,18 +295,14 @@ class TrialTracker(Callback):
             done = [end.submit(self._write_files, folder, history)]
             models: list[PendingModel] = []
             try:
-                tags: dict[str, str] = {}
-                try:
-                    if self.tracking.log_models:
-                        models = self._create_models(trainer)
-                        tags[MODEL_URI_TAG] = f"models:/{models[-1].logged.model_id}"
-                finally:  # the last epochs are logged even when the models are not
-                    done.append(end.submit(self._log_epochs, batch, tags))
-                if models:
-                    self._save_models(models, trainer)
-            finally:
-                wait(done)
-            for future in done:
+                if self.tracking.log_models:
+                    models = self._create_models(trainer)
+            finally:  # the last epochs are logged even when the models cannot be created
+                tags = {MODEL_URI_TAG: f"models:/{models[-1].logged.model_id}"} if models else {}
+                done.append(end.submit(self._log_epochs, batch, tags))
+            if models:
+                self._save_models(models, trainer)
+            for future in done:  # on an error, leaving ``end`` waits for both threads
                 future.result()
             self._upload(folder)
         self._finish()
