@@ -38,7 +38,7 @@ class TimedTrialTracker(TrialTracker):
 
     What the tracker makes other threads and processes do while the trial trains is not in the
     phases: :attr:`thread_cpu` is the CPU time of the sender thread's work before the trial's end
-    (opening the run, the params, the epochs' batches), :attr:`server_cpu` the CPU time of the
+    (opening the run, the epochs' batches with the params), :attr:`server_cpu` the CPU time of the
     processes :attr:`server_pids` (the tracking server's, when it runs on this machine) from
     the trial's start to the start of its end (``nan`` without them).
     """
@@ -78,15 +78,14 @@ class TimedTrialTracker(TrialTracker):
         with self.background():
             super()._open_run()
 
-    def _send_params(self) -> None:
-        with self.background():
-            super()._send_params()
-
     def _log_epochs(
-        self, batch: list[tuple[int, dict[str, float]]], tags: Mapping[str, str] | None = None
+        self,
+        batch: list[tuple[int, dict[str, float]]],
+        tags: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> None:
         with self.background():
-            super()._log_epochs(batch, tags)
+            super()._log_epochs(batch, tags, params)
 
     @contextlib.contextmanager
     def timed(self, phase: str) -> Iterator[None]:

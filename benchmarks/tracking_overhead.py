@@ -17,15 +17,15 @@ to the spec's ``cpus_per_trial``, a :class:`~str_core.train.Trainer` writing its
 fresh folder every epoch, and, when tracking is on, the trial's tracker. The Tune reporter is left
 out of both variants (it needs a Ray session), so the trial time here is a little shorter than in
 a search and the ratio a little larger. The timed region is the whole trial, from composing its
-config to the end of ``fit``, so everything the tracker does (opening its run and logging params
-at the start, per-epoch metrics, waiting for them, budget files, plots and the two
-logged models at the end) is inside it.
+config to the end of ``fit``, so everything the tracker does (opening its run at the start,
+per-epoch metrics with the params in their first batch, waiting for them, budget files, plots
+and the two logged models at the end) is inside it.
 
 The tracker is a subclass of ``TrialTracker`` (:mod:`benchmarks._timed_tracker`) that only times its
 own work, which splits the added time into phases: ``start`` (the client; the sender thread
-opens the run, writing the trial's run mark on a first attempt instead of looking the run up, and
-sends the params), ``epochs`` (the per-epoch hook: queueing the epoch's metrics and, every 5 s,
-handing the queue to the sender thread), ``flush`` (waiting for that thread at the end),
+opens the run, writing the trial's run mark on a first attempt instead of looking the run up),
+``epochs`` (the per-epoch hook: queueing the epoch's metrics and, every 5 s, handing the queue to
+the sender thread, the first time with the params), ``flush`` (waiting for that thread at the end),
 ``plots`` (waiting for the last epochs' metrics with the model's URI tag, the budget CSV/JSON and
 the two PNG figures beyond the models' time: two threads send and write them while the models are
 saved, and the figures' thread's own time is the ``figures (thread)`` column), ``upload``

@@ -37,6 +37,7 @@ from matplotlib.ticker import (
 from PIL import Image
 
 from str_core.train.callbacks import EpochMetrics, LayerSnapshot
+from workers.png import write_png
 
 __all__ = [
     "MethodPoint",
@@ -189,13 +190,12 @@ def save_png(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) -> Pa
     with _DRAWING, rc_context({"text.hinting": "no_hinting"}):
         canvas.draw()  # type: ignore[no-untyped-call]
     pixels = np.asarray(canvas.buffer_rgba())  # type: ignore[no-untyped-call]
-    # An opaque figure (all of ours: white face) goes out as RGB: encoding a quarter fewer bytes
-    # takes about half the time of RGBA (some 8 ms of a trial figure's 40-60), and the file is
-    # 10% smaller. zlib's fastest level: 4-7% larger files than level 6, up to 10 ms less each.
+    # An opaque figure (all of ours: white face) goes out as RGB: a quarter fewer bytes to filter
+    # and compress, and a 10% smaller file. Pillow drops the channel in a fraction of the time
+    # NumPy takes to copy a strided slice.
     if bool((pixels[..., 3] == 255).all()):
-        pixels = pixels[..., :3]
-    Image.fromarray(pixels).save(out, format="png", compress_level=1)
-    return out
+        pixels = np.asarray(Image.fromarray(pixels).convert("RGB"))
+    return write_png(out, pixels)
 
 
 def _overall_sparsity(layers: Mapping[str, LayerSnapshot]) -> float:

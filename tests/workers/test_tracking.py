@@ -50,6 +50,7 @@ from workers.tracking import (
     model_name,
     spec_params,
 )
+from workers.tracking import trial as trial_module
 from workers.tracking.common import using_tracking_uri
 from workers.tracking.run_marker import MARK_NAME, RunMarker
 from workers.tracking.trial import copy_model_code
@@ -284,15 +285,18 @@ def test_spec_params_are_flat_strings() -> None:
 
 
 class _CountingClient(MlflowClient):
-    """An ``MlflowClient`` that counts its ``log_batch`` and ``search_runs`` requests."""
+    """An ``MlflowClient`` that counts its ``log_batch`` and ``search_runs`` requests, and the
+    params of each batch."""
 
     def __init__(self, uri: str) -> None:
         super().__init__(uri)
         self.batches = 0
         self.searches = 0
+        self.batch_params: list[int] = []
 
     def log_batch(self, *args: Any, **kwargs: Any) -> Any:
         self.batches += 1
+        self.batch_params.append(len(kwargs.get("params") or ()))
         return super().log_batch(*args, **kwargs)
 
     def search_runs(self, *args: Any, **kwargs: Any) -> Any:
@@ -329,7 +333,7 @@ def test_epochs_are_sent_together_and_a_resumed_trial_fills_its_gap(
     # every epoch on its own
     each = _tracker(mlflow_server, experiment_id, send_seconds=0.0)
     each.on_train_start(SimpleNamespace(rank=0, history=[]))  # type: ignore[arg-type]
-    each.flush()  # the params, sent by the sender thread
+    each.flush()  # the run, opened by the sender thread
     before = each.client.batches  # type: ignore[attr-defined]
     for epoch in range(1, 4):
         each.on_epoch_end(SimpleNamespace(rank=0), _epoch(epoch))  # type: ignore[arg-type]
@@ -361,6 +365,32 @@ def test_epochs_are_sent_together_and_a_resumed_trial_fills_its_gap(
     assert _steps(resumed) == [1, 2, 3, 4, 5]
     history = MlflowClient(mlflow_server.url).get_metric_history(resumed.run_id, "test_acc")
     assert sorted(m.step for m in history) == [1, 2, 3, 4, 5]  # epochs 1 and 2 sent once
+
+
+def test_params_go_with_the_first_batch_of_each_attempt(mlflow_server: LocalServer) -> None:
+    experiment_id = MlflowClient(mlflow_server.url).create_experiment(_experiment())
+    first = _tracker(mlflow_server, experiment_id, send_seconds=3600.0)
+    first.on_train_start(SimpleNamespace(rank=0, history=[]))  # type: ignore[arg-type]
+    first.flush()
+    client = MlflowClient(mlflow_server.url)
+    assert first.client.batches == 0  # type: ignore[attr-defined]  # no request of their own
+    assert client.get_run(first.run_id).data.params == {}
+    for epoch in (1, 2):
+        first.on_epoch_end(SimpleNamespace(rank=0), _epoch(epoch))  # type: ignore[arg-type]
+        first.flush()
+    params = client.get_run(first.run_id).data.params
+    assert params == first._params() and params["weight_decay"] == "0.001"
+    assert first.client.batch_params == [len(params), 0]  # type: ignore[attr-defined]
+    # a later attempt sends them again (the same values) with its first batch, its history
+    again = _tracker(mlflow_server, experiment_id, send_seconds=3600.0)
+    again.tracking = first.tracking
+    history = [_epoch(e) for e in (1, 2, 3)]
+    again.on_train_start(SimpleNamespace(rank=0, history=history))  # type: ignore[arg-type]
+    again.flush()
+    assert again.run_id == first.run_id
+    assert again.client.batch_params == [len(params)]  # type: ignore[attr-defined]
+    assert client.get_run(first.run_id).data.params == params
+    assert _steps(again) == [1, 2, 3]
 
 
 def test_a_first_attempt_marks_its_trial_instead_of_looking_for_its_run(
@@ -466,7 +496,7 @@ class _EndCountingTracker(TrialTracker):
     """A ``TrialTracker`` that records the REST endpoints its ``on_train_end`` calls."""
 
     def on_train_end(self, trainer: Trainer, history: list[EpochMetrics]) -> None:
-        # what the sender thread still has to send from the start (the params) and the epochs
+        # what the sender thread still has to do from the start (opening the run) and the epochs
         # is not the end's: a short trial can end before it is sent
         self._wait_sent()
         calls: list[str] = []
@@ -516,6 +546,7 @@ def test_a_trial_ends_in_seven_requests(mlflow_server: LocalServer) -> None:
     assert _steps(tracker) == [1]
     ended = client.get_run(tracker.run_id)
     assert ended.info.status == "FINISHED"
+    assert ended.data.params == tracker._params()  # with the epoch, in the end's batch
     assert ended.data.tags[MODEL_URI_TAG].startswith("models:/")
     assert len(ended.outputs.model_outputs) == 2
     assert {"budget.csv", "budget.json", "budget.png", "dynamics.png"} <= _artifacts(
@@ -523,6 +554,36 @@ def test_a_trial_ends_in_seven_requests(mlflow_server: LocalServer) -> None:
     )
     for output in ended.outputs.model_outputs:
         assert client.get_logged_model(output.model_id).status == LoggedModelStatus.READY
+
+
+@pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning")
+@pytest.mark.parametrize(("failing", "ready"), [(1, []), (2, ["str_model"])])
+def test_a_model_that_fails_to_save_is_marked_failed_with_the_ones_after_it(
+    mlflow_server: LocalServer, monkeypatch: pytest.MonkeyPatch, failing: int, ready: list[str]
+) -> None:
+    client, tracker, trainer = _one_epoch_trial(mlflow_server.url, TrialTracker, f"t-{failing}")
+    saves: list[str] = []
+    original = trial_module.save_trial_model
+
+    def save(net: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
+        saves.append(type(net).__name__)
+        if len(saves) == failing:
+            raise OSError("disk full")
+        original(net, *args, **kwargs)
+
+    monkeypatch.setattr(trial_module, "save_trial_model", save)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.fit()
+    assert len(saves) == failing  # no model is saved after a failed one
+    experiment_id = tracker.tracking.experiment_id
+    models = client.search_logged_models(experiment_ids=[experiment_id])
+    status = {m.name: m.status for m in models if m.source_run_id == tracker.run_id}
+    expected = {"str_model": LoggedModelStatus.FAILED, "model": LoggedModelStatus.FAILED}
+    assert status == expected | dict.fromkeys(ready, LoggedModelStatus.READY)
+    # the run keeps its epochs and model tag; not linked to models that did not all save
+    run = client.get_run(tracker.run_id)
+    assert _steps(tracker) == [1] and MODEL_URI_TAG in run.data.tags
+    assert run.outputs is None or not run.outputs.model_outputs
 
 
 @pytest.fixture(scope="module")
