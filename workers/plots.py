@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 from matplotlib import colormaps, rc_context
@@ -25,6 +26,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.textpath import text_to_path
 from matplotlib.ticker import (
@@ -40,7 +42,10 @@ from str_core.train.callbacks import EpochMetrics, LayerSnapshot
 from workers.png import write_png
 
 __all__ = [
+    "BudgetFigure",
+    "DynamicsFigure",
     "MethodPoint",
+    "RedrawableFigure",
     "TradeoffPoint",
     "budget_figure",
     "comparison_figure",
@@ -203,6 +208,39 @@ def _overall_sparsity(layers: Mapping[str, LayerSnapshot]) -> float:
     return 1.0 - sum(s.nonzero for s in layers.values()) / total if total else 0.0
 
 
+Data = TypeVar("Data")
+
+
+class RedrawableFigure(ABC, Generic[Data]):
+    """A figure built for some data that can be drawn again for other data of the same
+    :meth:`key_of`: only what differs is set again, and the axes, their ticks and texts are
+    reused (building them is about half the time of drawing a trial figure).
+
+    Attributes:
+        figure: the figure.
+        key: what the figure's layout was built for.
+    """
+
+    figure: Figure
+    key: Hashable
+
+    @abstractmethod
+    def __init__(self, data: Data, *, title: str = "") -> None: ...
+
+    @staticmethod
+    @abstractmethod
+    def key_of(data: Data) -> Hashable:
+        """What a figure built for ``data`` can be redrawn for."""
+
+    @abstractmethod
+    def update(self, data: Data, *, title: str = "") -> None:
+        """Show ``data`` and ``title`` instead; the result is the figure built for them.
+
+        Raises:
+            ValueError: when ``data`` has another :meth:`key_of` than the figure's.
+        """
+
+
 def budget_figure(layers: Mapping[str, LayerSnapshot], *, title: str = "") -> Figure:
     """Per-layer sparsity budget: horizontal bars in module order from the top.
 
@@ -217,55 +255,92 @@ def budget_figure(layers: Mapping[str, LayerSnapshot], *, title: str = "") -> Fi
     Returns:
         The figure; ``fig.axes[0]`` holds the sparsity bars, ``fig.axes[1]`` the sizes.
     """
-    n, snaps = len(layers), list(layers.values())
-    fig = _new_figure(9.0, max(3.0, 1.4 + 0.2 * n))
-    if n == 0:
-        return _placeholder(fig, "no prunable layers", title)
-    few = n <= MAX_LABELLED_BARS
-    name_size = 9 if few else 7
-    grid = _margins(
-        fig,
-        left=_EDGE + _text_width(list(layers), name_size) + 0.1,  # names, their ticks and pad
-        right=0.3,  # half the last size label
-        bottom=_EDGE + 0.3 + _TICK_LABEL + _AXIS_LABEL,  # legend row, ticks, axis label
-        top=_EDGE + _TITLE + (0.0 if few else _TICK_LABEL),
-        gap=0.2,
-        cols=2,
-    )
-    ax_s, ax_p = fig.subplots(1, 2, sharey=True, width_ratios=[3, 1], gridspec_kw=grid)
-    colors = [_DENSE_COLOR if s.threshold is None else _STR_COLOR for s in snaps]
-    bars = ax_s.barh(range(n), [s.sparsity for s in snaps], color=colors, height=0.75)
-    if few:
-        ax_s.bar_label(bars, labels=[f"{s.sparsity:.1%}" for s in snaps], padding=2, fontsize=8)
-    overall = _overall_sparsity(layers)
-    line = ax_s.axvline(overall, color="C3", linestyle="--", label=f"overall {overall:.2%}")
-    handles = [line, Patch(color=_STR_COLOR, label="STR layer")]
-    if _DENSE_COLOR in colors:
-        handles.append(Patch(color=_DENSE_COLOR, label="dense layer"))
-    fig.legend(handles=handles, loc="lower center", ncols=3, fontsize=8, frameon=False)
-    ax_s.set(xlim=(0.0, 1.1 if few else 1.05), xlabel="sparsity")
-    ax_s.xaxis.set_major_formatter(_percent())
-    ax_s.tick_params(axis="x", labeltop=not few)  # a tall figure gets a scale at the top too
-    ax_s.set_yticks(range(n), list(layers), fontsize=name_size)
-    ax_s.invert_yaxis()  # shared with the right panel
-    sizes = ax_p.barh(range(n), [s.params for s in snaps], color="0.5", height=0.75)
-    ax_p.set(xscale="log", xlabel="parameters")
-    # plain 1k/10k labels on the decades (mathtext is slow to draw) and each layer's exact count
-    # on its bar; no minor ticks: their ~30 tick objects were a fifth of the figure's time
-    ax_p.xaxis.set_major_formatter(EngFormatter(sep=""))
-    ax_p.xaxis.set_minor_locator(NullLocator())
-    if few:
-        labels = [f"{s.params:,}" for s in snaps]
-        ax_p.bar_label(sizes, labels=labels, padding=2, fontsize=8)
-        panel = ax_p.get_position().width * fig.get_size_inches()[0]
-        widths = [_text_width([label], 8) + 2 / 72 for label in labels]  # with the padding
-        ax_p.set_xlim(_log_room([s.params for s in snaps], widths, panel))
-    ax_p.tick_params(axis="y", left=False)
-    for ax in (ax_s, ax_p):
-        ax.grid(axis="x", alpha=0.3)
-        ax.margins(y=0.5 / n)
-    _title(fig, title or f"Per-layer sparsity budget ({n} layers)")
-    return fig
+    return BudgetFigure(layers, title=title).figure
+
+
+class BudgetFigure(RedrawableFigure[Mapping[str, LayerSnapshot]]):
+    """The figure of :func:`budget_figure`, redrawn for another trial of the same layers (names,
+    sizes, which are STR layers: :meth:`key_of`)."""
+
+    def __init__(self, data: Mapping[str, LayerSnapshot], *, title: str = "") -> None:
+        layers = data
+        self.key = self.key_of(layers)
+        n, snaps = len(layers), list(layers.values())
+        fig = self.figure = _new_figure(9.0, max(3.0, 1.4 + 0.2 * n))
+        if n == 0:
+            _placeholder(fig, "no prunable layers", title)
+            return
+        few = n <= MAX_LABELLED_BARS
+        name_size = 9 if few else 7
+        grid = _margins(
+            fig,
+            left=_EDGE + _text_width(list(layers), name_size) + 0.1,  # names, their ticks and pad
+            right=0.3,  # half the last size label
+            bottom=_EDGE + 0.3 + _TICK_LABEL + _AXIS_LABEL,  # legend row, ticks, axis label
+            top=_EDGE + _TITLE + (0.0 if few else _TICK_LABEL),
+            gap=0.2,
+            cols=2,
+        )
+        ax_s, ax_p = fig.subplots(1, 2, sharey=True, width_ratios=[3, 1], gridspec_kw=grid)
+        colors = [_DENSE_COLOR if s.threshold is None else _STR_COLOR for s in snaps]
+        self._bars = ax_s.barh(range(n), [s.sparsity for s in snaps], color=colors, height=0.75)
+        sparsity_labels = [f"{s.sparsity:.1%}" for s in snaps]
+        self._labels = (
+            ax_s.bar_label(self._bars, labels=sparsity_labels, padding=2, fontsize=8) if few else []
+        )
+        overall = _overall_sparsity(layers)
+        self._overall = ax_s.axvline(overall, color="C3", linestyle="--", label="overall")
+        handles = [self._overall, Patch(color=_STR_COLOR, label="STR layer")]
+        if _DENSE_COLOR in colors:
+            handles.append(Patch(color=_DENSE_COLOR, label="dense layer"))
+        legend = fig.legend(handles=handles, loc="lower center", ncols=3, fontsize=8, frameon=False)
+        self._overall_text = legend.get_texts()[0]
+        ax_s.set(xlim=(0.0, 1.1 if few else 1.05), xlabel="sparsity")
+        ax_s.xaxis.set_major_formatter(_percent())
+        ax_s.tick_params(axis="x", labeltop=not few)  # a tall figure gets a scale at the top too
+        ax_s.set_yticks(range(n), list(layers), fontsize=name_size)
+        ax_s.invert_yaxis()  # shared with the right panel
+        sizes = ax_p.barh(range(n), [s.params for s in snaps], color="0.5", height=0.75)
+        ax_p.set(xscale="log", xlabel="parameters")
+        # plain 1k/10k labels on the decades (mathtext is slow to draw) and each layer's exact
+        # count on its bar; no minor ticks: their ~30 tick objects were a fifth of the figure's time
+        ax_p.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax_p.xaxis.set_minor_locator(NullLocator())
+        if few:
+            labels = [f"{s.params:,}" for s in snaps]
+            ax_p.bar_label(sizes, labels=labels, padding=2, fontsize=8)
+            panel = ax_p.get_position().width * fig.get_size_inches()[0]
+            widths = [_text_width([label], 8) + 2 / 72 for label in labels]  # with the padding
+            ax_p.set_xlim(_log_room([s.params for s in snaps], widths, panel))
+        ax_p.tick_params(axis="y", left=False)
+        for ax in (ax_s, ax_p):
+            ax.grid(axis="x", alpha=0.3)
+            ax.margins(y=0.5 / n)
+        self.update(layers, title=title)
+
+    @staticmethod
+    def key_of(data: Mapping[str, LayerSnapshot]) -> Hashable:
+        """Each layer's name, size and whether it is dense, in order."""
+        return tuple((name, s.params, s.threshold is None) for name, s in data.items())
+
+    def update(self, data: Mapping[str, LayerSnapshot], *, title: str = "") -> None:
+        layers = data
+        if self.key_of(layers) != self.key:
+            raise ValueError("a budget figure is redrawn for the same layers only")
+        if not layers:
+            self.figure.suptitle(title)
+            return
+        snaps = list(layers.values())
+        labels = self._labels or [None] * len(snaps)
+        for bar, label, snap in zip(self._bars, labels, snaps, strict=True):
+            bar.set_width(snap.sparsity)
+            if label is not None:  # at the bar's end, as bar_label puts it
+                label.set_text(f"{snap.sparsity:.1%}")
+                label.xy = (snap.sparsity, label.xy[1])
+        overall = _overall_sparsity(layers)
+        self._overall.set_xdata([overall, overall])
+        self._overall_text.set_text(f"overall {overall:.2%}")
+        _title(self.figure, title or f"Per-layer sparsity budget ({len(snaps)} layers)")
 
 
 def _log_room(
@@ -312,58 +387,114 @@ def dynamics_figure(history: Sequence[EpochMetrics], *, title: str = "") -> Figu
     Returns:
         The figure; ``fig.axes[0]`` holds sparsity, ``fig.axes[1]`` thresholds.
     """
-    fig = _new_figure(9.0, 6.5)
-    if not history:
-        return _placeholder(fig, "no epochs", title)
-    names = list(dict.fromkeys(name for m in history for name in m.layers))
-    legend = len(names) <= MAX_LEGEND_LAYERS
-    grid = _margins(
-        fig,
-        left=_EDGE + _AXIS_LABEL + 0.55,  # axis label and tick labels of up to 7 characters
-        # the legend (handle, padding, names) or the depth colour bar's labels
-        right=_EDGE + (_text_width([*names, "overall"], 8) + 0.6 if legend else 0.6),
-        bottom=_EDGE + _TICK_LABEL + _AXIS_LABEL,
-        top=_EDGE + _TITLE,
-        gap=0.2,
-        rows=2,
-    )
-    ax_s, ax_t = fig.subplots(2, 1, sharex=True, gridspec_kw=grid)
-    epochs = [m.epoch for m in history]
-    cmap = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.9, 256)))  # no pale yellow
-    norm = Normalize(1, max(len(names), 2))
-    style: dict[str, Any] = {"marker": "o", "markersize": 3} if len(epochs) <= 20 else {}
-    all_thresholds: list[float] = []
-    for depth, name in enumerate(names, start=1):
-        color = cmap(norm(depth))
-        ax_s.plot(epochs, _series(history, name, "sparsity"), color=color, label=name, **style)
-        thresholds = _series(history, name, "threshold")
-        if not all(math.isnan(v) for v in thresholds):  # an STR layer
-            ax_t.plot(epochs, thresholds, color=color, **style)
-            all_thresholds += thresholds
-    overall = [m.scalars.get("sparsity", _overall_sparsity(m.layers)) for m in history]
-    ax_s.plot(epochs, overall, color="black", lw=2.5, label="overall", **style)
-    ax_s.set(ylabel="sparsity", ylim=(0.0, 1.0))
-    ax_s.yaxis.set_major_formatter(_percent())
-    ax_t.set(ylabel="threshold g(s)", xlabel="epoch", yscale=_threshold_scale(all_thresholds))
-    # at most 7 ticks per axis: every tick is a handful of artists to create and draw, and
-    # Matplotlib's default of up to 10 made the ticks a fifth of this figure's time
-    ax_t.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True, steps=[1, 2, 5, 10]))
-    if ax_t.get_yscale() == "linear":
+    return DynamicsFigure(history, title=title).figure
+
+
+_DynamicsKey = tuple[tuple[tuple[str, bool], ...], bool]
+
+
+class DynamicsFigure(RedrawableFigure[Sequence[EpochMetrics]]):
+    """The figure of :func:`dynamics_figure`, redrawn for another history of the same layers
+    (names, which have thresholds, whether epochs are marked: :meth:`key_of`)."""
+
+    key: _DynamicsKey
+
+    def __init__(self, data: Sequence[EpochMetrics], *, title: str = "") -> None:
+        history = data
+        self.key = self._key(history)
+        fig = self.figure = _new_figure(9.0, 6.5)
+        self._sparsity: list[tuple[str, Line2D]] = []
+        self._thresholds: list[tuple[str, Line2D]] = []
+        if not history:
+            _placeholder(fig, "no epochs", title)
+            return
+        names = [name for name, _ in self.key[0]]
+        legend = len(names) <= MAX_LEGEND_LAYERS
+        grid = _margins(
+            fig,
+            left=_EDGE + _AXIS_LABEL + 0.55,  # axis label and tick labels of up to 7 characters
+            # the legend (handle, padding, names) or the depth colour bar's labels
+            right=_EDGE + (_text_width([*names, "overall"], 8) + 0.6 if legend else 0.6),
+            bottom=_EDGE + _TICK_LABEL + _AXIS_LABEL,
+            top=_EDGE + _TITLE,
+            gap=0.2,
+            rows=2,
+        )
+        ax_s, ax_t = self._axes = fig.subplots(2, 1, sharex=True, gridspec_kw=grid)
+        cmap = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.9, 256)))  # no pale yellow
+        norm = Normalize(1, max(len(names), 2))
+        style: dict[str, Any] = {"marker": "o", "markersize": 3} if self.key[1] else {}
+        for depth, (name, has_threshold) in enumerate(self.key[0], start=1):
+            color = cmap(norm(depth))
+            self._sparsity.append((name, *ax_s.plot([], [], color=color, label=name, **style)))
+            if has_threshold:  # an STR layer
+                self._thresholds.append((name, *ax_t.plot([], [], color=color, **style)))
+        self._overall, *_ = ax_s.plot([], [], color="black", lw=2.5, label="overall", **style)
+        ax_s.set(ylabel="sparsity", ylim=(0.0, 1.0))
+        ax_s.yaxis.set_major_formatter(_percent())
+        ax_t.set(ylabel="threshold g(s)", xlabel="epoch")
+        # at most 7 ticks per axis: every tick is a handful of artists to create and draw, and
+        # Matplotlib's default of up to 10 made the ticks a fifth of this figure's time
+        ax_t.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True, steps=[1, 2, 5, 10]))
         ax_t.yaxis.set_major_locator(MaxNLocator(nbins=5))
-    if not all_thresholds:
-        ax_t.text(0.5, 0.5, "no STR layers", ha="center", va="center", transform=ax_t.transAxes)
-    for ax in (ax_s, ax_t):
-        ax.grid(alpha=0.3)
-    if legend:
-        top_right = (1.0 - _EDGE / fig.get_size_inches()[0], grid["top"])
-        fig.legend(*ax_s.get_legend_handles_labels(), loc="upper right",
-                   bbox_to_anchor=top_right, borderaxespad=0.0, fontsize=8)  # fmt: skip
-    else:
-        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=[ax_s, ax_t], aspect=40)
-        bar.set_label(f"layer depth (1 = {names[0]}, {len(names)} = {names[-1]})")
-        ax_s.legend(handles=ax_s.get_lines()[-1:], loc="lower right", fontsize=8)
-    _title(fig, title or "Sparsity and threshold over training")
-    return fig
+        if not self._thresholds:
+            note = "no STR layers"
+            ax_t.text(0.5, 0.5, note, ha="center", va="center", transform=ax_t.transAxes)
+        for ax in (ax_s, ax_t):
+            ax.grid(alpha=0.3)
+        if legend:
+            top_right = (1.0 - _EDGE / fig.get_size_inches()[0], grid["top"])
+            fig.legend(*ax_s.get_legend_handles_labels(), loc="upper right",
+                       bbox_to_anchor=top_right, borderaxespad=0.0, fontsize=8)  # fmt: skip
+        else:
+            bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=[ax_s, ax_t], aspect=40)
+            bar.set_label(f"layer depth (1 = {names[0]}, {len(names)} = {names[-1]})")
+            ax_s.legend(handles=[self._overall], loc="lower right", fontsize=8)
+        self.update(history, title=title)
+
+    @staticmethod
+    def key_of(data: Sequence[EpochMetrics]) -> Hashable:
+        """The layers in order, each with whether it has a threshold in any epoch (an STR layer),
+        and whether the epochs are few enough to be marked (at most 20)."""
+        return DynamicsFigure._key(data)
+
+    @staticmethod
+    def _key(history: Sequence[EpochMetrics]) -> _DynamicsKey:
+        names = list(dict.fromkeys(name for m in history for name in m.layers))
+        has_threshold = [
+            any(name in m.layers and m.layers[name].threshold is not None for m in history)
+            for name in names
+        ]
+        return tuple(zip(names, has_threshold, strict=True)), len(history) <= 20
+
+    def update(self, data: Sequence[EpochMetrics], *, title: str = "") -> None:
+        history = data
+        if self._key(history) != self.key:
+            raise ValueError("a dynamics figure is redrawn for the same layers only")
+        if not history:
+            self.figure.suptitle(title)
+            return
+        epochs = [m.epoch for m in history]
+        for name, line in self._sparsity:
+            line.set_data(epochs, _series(history, name, "sparsity"))
+        all_thresholds: list[float] = []
+        for name, line in self._thresholds:
+            thresholds = _series(history, name, "threshold")
+            line.set_data(epochs, thresholds)
+            all_thresholds += thresholds
+        self._overall.set_data(
+            epochs, [m.scalars.get("sparsity", _overall_sparsity(m.layers)) for m in history]
+        )
+        ax_s, ax_t = self._axes
+        scale = _threshold_scale(all_thresholds)
+        if scale != ax_t.get_yscale():
+            ax_t.set_yscale(scale)
+            if scale == "linear":
+                ax_t.yaxis.set_major_locator(MaxNLocator(nbins=5))
+        for ax in (ax_s, ax_t) if self._thresholds else (ax_s,):  # an empty panel keeps 0..1
+            ax.relim()
+            ax.autoscale_view()
+        _title(self.figure, title or "Sparsity and threshold over training")
 
 
 def _xvalue(p: TradeoffPoint, x: XAxis) -> float:

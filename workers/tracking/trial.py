@@ -31,7 +31,7 @@ from str_core.layers import STRMixin, densify
 from str_core.pruning import bake
 from str_core.train import Callback, EpochMetrics, Trainer
 from strsearch.spec import SearchSpec
-from workers import plots
+from workers import kept_figures
 from workers.progress import trial_view
 from workers.tracking.common import (
     JOB_TAG,
@@ -328,8 +328,9 @@ class TrialTracker(Callback):
         final = history[-1]
         self._write_budget(folder, final)
         title = f"trial {self.trial_id}: {self._label()}"
-        plots.save_png(plots.budget_figure(final.layers, title=title), folder / "budget.png")
-        plots.save_png(plots.dynamics_figure(history, title=title), folder / "dynamics.png")
+        # redrawn on the previous trial's figures where it had the same layers
+        kept_figures.BUDGET.save_png(final.layers, folder / "budget.png", title=title)
+        kept_figures.DYNAMICS.save_png(history, folder / "dynamics.png", title=title)
 
     def _upload(self, folder: Path) -> None:
         """Copy the files in ``folder`` to the run's artifacts."""
