@@ -232,13 +232,22 @@ class RedrawableFigure(ABC, Generic[Data]):
     def key_of(data: Data) -> Hashable:
         """What a figure built for ``data`` can be redrawn for."""
 
-    @abstractmethod
     def update(self, data: Data, *, title: str = "") -> None:
         """Show ``data`` and ``title`` instead; the result is the figure built for them.
 
         Raises:
             ValueError: when ``data`` has another :meth:`key_of` than the figure's.
         """
+        if self.key_of(data) != self.key:
+            raise ValueError(f"a {type(self).__name__} is redrawn for the same layers only")
+        if not data:  # the placeholder's title
+            self.figure.suptitle(title)
+        else:
+            self._show(data, title)
+
+    @abstractmethod
+    def _show(self, data: Data, title: str) -> None:
+        """Set what differs between the figures of ``data`` (not empty) of the same key."""
 
 
 def budget_figure(layers: Mapping[str, LayerSnapshot], *, title: str = "") -> Figure:
@@ -262,8 +271,7 @@ class BudgetFigure(RedrawableFigure[Mapping[str, LayerSnapshot]]):
     """The figure of :func:`budget_figure`, redrawn for another trial of the same layers (names,
     sizes, which are STR layers: :meth:`key_of`)."""
 
-    def __init__(self, data: Mapping[str, LayerSnapshot], *, title: str = "") -> None:
-        layers = data
+    def __init__(self, layers: Mapping[str, LayerSnapshot], *, title: str = "") -> None:
         self.key = self.key_of(layers)
         n, snaps = len(layers), list(layers.values())
         fig = self.figure = _new_figure(9.0, max(3.0, 1.4 + 0.2 * n))
@@ -319,17 +327,11 @@ class BudgetFigure(RedrawableFigure[Mapping[str, LayerSnapshot]]):
         self.update(layers, title=title)
 
     @staticmethod
-    def key_of(data: Mapping[str, LayerSnapshot]) -> Hashable:
+    def key_of(layers: Mapping[str, LayerSnapshot]) -> Hashable:
         """Each layer's name, size and whether it is dense, in order."""
-        return tuple((name, s.params, s.threshold is None) for name, s in data.items())
+        return tuple((name, s.params, s.threshold is None) for name, s in layers.items())
 
-    def update(self, data: Mapping[str, LayerSnapshot], *, title: str = "") -> None:
-        layers = data
-        if self.key_of(layers) != self.key:
-            raise ValueError("a budget figure is redrawn for the same layers only")
-        if not layers:
-            self.figure.suptitle(title)
-            return
+    def _show(self, layers: Mapping[str, LayerSnapshot], title: str) -> None:
         snaps = list(layers.values())
         labels = self._labels or [None] * len(snaps)
         for bar, label, snap in zip(self._bars, labels, snaps, strict=True):
@@ -399,9 +401,8 @@ class DynamicsFigure(RedrawableFigure[Sequence[EpochMetrics]]):
 
     key: _DynamicsKey
 
-    def __init__(self, data: Sequence[EpochMetrics], *, title: str = "") -> None:
-        history = data
-        self.key = self._key(history)
+    def __init__(self, history: Sequence[EpochMetrics], *, title: str = "") -> None:
+        self.key = self.key_of(history)
         fig = self.figure = _new_figure(9.0, 6.5)
         self._sparsity: list[tuple[str, Line2D]] = []
         self._thresholds: list[tuple[str, Line2D]] = []
@@ -453,13 +454,9 @@ class DynamicsFigure(RedrawableFigure[Sequence[EpochMetrics]]):
         self.update(history, title=title)
 
     @staticmethod
-    def key_of(data: Sequence[EpochMetrics]) -> Hashable:
+    def key_of(history: Sequence[EpochMetrics]) -> _DynamicsKey:
         """The layers in order, each with whether it has a threshold in any epoch (an STR layer),
         and whether the epochs are few enough to be marked (at most 20)."""
-        return DynamicsFigure._key(data)
-
-    @staticmethod
-    def _key(history: Sequence[EpochMetrics]) -> _DynamicsKey:
         names = list(dict.fromkeys(name for m in history for name in m.layers))
         has_threshold = [
             any(name in m.layers and m.layers[name].threshold is not None for m in history)
@@ -467,13 +464,7 @@ class DynamicsFigure(RedrawableFigure[Sequence[EpochMetrics]]):
         ]
         return tuple(zip(names, has_threshold, strict=True)), len(history) <= 20
 
-    def update(self, data: Sequence[EpochMetrics], *, title: str = "") -> None:
-        history = data
-        if self._key(history) != self.key:
-            raise ValueError("a dynamics figure is redrawn for the same layers only")
-        if not history:
-            self.figure.suptitle(title)
-            return
+    def _show(self, history: Sequence[EpochMetrics], title: str) -> None:
         epochs = [m.epoch for m in history]
         for name, line in self._sparsity:
             line.set_data(epochs, _series(history, name, "sparsity"))
