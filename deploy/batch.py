@@ -48,11 +48,14 @@ def say(message: str, started: float) -> None:
 
 
 def job_specs(
-    count: int, epochs: int, max_trials: int, batch_size: int = 128
+    count: int, epochs: int, max_trials: int, batch_size: int = 128, *, early_stopping: bool = True
 ) -> list[dict[str, Any]]:
     """``count`` small digits jobs with targets 0.80, 0.85, 0.90, 0.95, … (one trial at a time
     each, so a job holds one CPU of the cluster and the batch spreads over the nodes). A smaller
-    ``batch_size`` makes each epoch longer (more steps) for the same data."""
+    ``batch_size`` makes each epoch longer (more steps) for the same data. Without
+    ``early_stopping`` every trial trains all its epochs: the band rule may stop one a few epochs
+    in, sooner than the jobs' progress (a heartbeat old) shows, so a fault aimed at a training
+    trial could find it ended."""
     targets = [0.8, 0.85, 0.9, 0.95]
     return [
         {
@@ -61,7 +64,12 @@ def job_specs(
             "target_sparsity": targets[i % len(targets)],
             "tolerance": 0.02,
             "training": {"epochs": epochs, "batch_size": batch_size},
-            "search": {"max_trials": max_trials, "parallel_trials": 1, "seed": i},
+            "search": {
+                "max_trials": max_trials,
+                "parallel_trials": 1,
+                "seed": i,
+                "early_stopping": early_stopping,
+            },
         }
         for i in range(count)
     ]

@@ -314,6 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--faults", default="", help=f"comma-separated, in order: {', '.join(FAULTS)}"
     )
+    parser.add_argument(
+        "--no-early-stopping",
+        action="store_true",
+        help="trials train all their epochs (so a fault finds the trial it aims at training)",
+    )
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="admin URL of PostgreSQL")
     parser.add_argument("--root", type=Path, default=Path("runs/topology"))
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
@@ -321,7 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     faults = [f for f in args.faults.split(",") if f]
     if unknown := sorted(set(faults) - set(FAULTS)):
         parser.error(f"unknown faults {unknown}; known: {', '.join(FAULTS)}")
-    specs = job_specs(args.jobs, args.epochs, args.max_trials, args.batch_size)
+    specs = job_specs(
+        args.jobs,
+        args.epochs,
+        args.max_trials,
+        args.batch_size,
+        early_stopping=not args.no_early_stopping,
+    )
     shape = {"nodes": args.nodes, "cpus_per_node": args.cpus_per_node, "agents": args.agents}
     report = run_fresh(args.postgres, args.root.resolve(), specs, faults, **shape)
     report.print()

@@ -18,6 +18,9 @@ def test_job_specs_are_valid_jobs_of_one_trial_at_a_time() -> None:
         (3, 2, 1)
     }
     assert len({p.search.seed for p in parsed}) == 5  # no two jobs are the same search
+    assert all(p.search.early_stopping for p in parsed)  # the default, as users run searches
+    whole = [SearchSpec.parse(s) for s in job_specs(2, 3, 2, early_stopping=False)]
+    assert not any(p.search.early_stopping for p in whole)  # every trial trains its epochs
 
 
 def _job(job_id: str, state: str, *trials: tuple[str, int]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def test_jobs_survive_a_lost_node_a_killed_agent_and_an_api_restart(tmp_path: Pa
     status = main(
         [
             "--jobs", "3", "--nodes", "2", "--agents", "2", "--epochs", "12", "--max-trials", "2",
-            "--batch-size", "16",
+            "--batch-size", "16", "--no-early-stopping",
             "--faults", ",".join(FAULTS), "--postgres", POSTGRES_ADMIN_URL,
             "--root", str(tmp_path / "topology"), "--json", str(report_path),
         ]
